@@ -1,0 +1,205 @@
+"""Declarative field mapping from arbitrary records to canonical rows, and built-in formats.
+
+A source declares ``kind`` and ``fields`` (canonical field -> column name), or a named ``format``
+for common layouts (``alpaca``, ``gsm8k``, ``hh_rlhf``, ``sharegpt``). A format is a function
+``(record, spec) -> canonical row`` registered in ``FORMATS``; it raises
+:class:`~curation.rows.MalformedRow` for a record it cannot convert, which the source loader
+quarantines with the reason. No dataset is special-cased outside this file.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from curation.registry import Registry
+from curation.rows import MalformedRow, make_row
+
+FORMATS: Registry = Registry("format")
+
+
+def _get(record: dict, column: str, required: bool = True) -> Any:
+    value: Any = record
+    for part in column.split("."):
+        if not isinstance(value, dict) or part not in value:
+            if required:
+                raise MalformedRow("missing_field", column)
+            return None
+        value = value[part]
+    if required and value is None:
+        raise MalformedRow("missing_field", column)
+    return value
+
+
+def _as_messages(value: Any, default_role: str) -> list[dict]:
+    """A string becomes one message of ``default_role``; a list of messages is normalised."""
+    if isinstance(value, str):
+        return [{"role": default_role, "content": value}]
+    if isinstance(value, list):
+        out = []
+        for m in value:
+            if isinstance(m, dict) and "from" in m and "value" in m:  # ShareGPT style
+                role = {"human": "user", "gpt": "assistant", "system": "system"}.get(m["from"], m["from"])
+                out.append({"role": role, "content": m["value"]})
+            else:
+                out.append(m)
+        return out
+    raise MalformedRow("wrong_type", f"expected text or a list of messages, got {type(value).__name__}")
+
+
+def _skill(record: dict, spec) -> str | None:
+    if spec.fields.get("skill"):
+        value = _get(record, spec.fields["skill"], required=False)
+        return None if value is None else str(value)
+    return spec.skill
+
+
+def _metadata(record: dict, spec) -> dict:
+    keep = spec.fields.get("metadata")
+    if not keep:
+        return {}
+    columns = [keep] if isinstance(keep, str) else keep
+    return {c: _get(record, c, required=False) for c in columns}
+
+
+@FORMATS.register("fields")
+def from_fields(record: dict, spec) -> dict:
+    """Generic mapping: ``spec.kind`` plus ``spec.fields`` naming the record's columns."""
+    f, kind, src = spec.fields, spec.kind, spec.name
+    common = {"skill": _skill(record, spec), "metadata": _metadata(record, spec)}
+    if kind == "chat":
+        if "messages" in f:
+            messages = _as_messages(_get(record, f["messages"]), "user")
+        else:
+            messages = []
+            if f.get("system") and _get(record, f["system"], required=False):
+                messages.append({"role": "system", "content": _get(record, f["system"])})
+            messages += _as_messages(_get(record, f.get("prompt", "prompt")), "user")
+            messages += _as_messages(_get(record, f.get("response", "response")), "assistant")
+        return make_row("chat", src, messages=messages, **common)
+    if kind == "preference":
+        chosen = _as_messages(_get(record, f.get("chosen", "chosen")), "assistant")
+        rejected = _as_messages(_get(record, f.get("rejected", "rejected")), "assistant")
+        if "prompt" in f or "prompt" in record:
+            prompt = _as_messages(_get(record, f.get("prompt", "prompt")), "user")
+        else:  # implicit prompt: the shared prefix of two full conversations
+            n = 0
+            while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+                n += 1
+            prompt, chosen, rejected = chosen[:n], chosen[n:], rejected[n:]
+        return make_row("preference", src, prompt=prompt, chosen=chosen, rejected=rejected, **common)
+    if kind == "verifiable":
+        verifier = _get(record, f["verifier"]) if "verifier" in f else spec.verifier
+        return make_row(
+            "verifiable",
+            src,
+            prompt=_as_messages(_get(record, f.get("prompt", "prompt")), "user"),
+            ground_truth=_get(record, f.get("ground_truth", "ground_truth")),
+            verifier=verifier,
+            **common,
+        )
+    if kind == "text":
+        return make_row("text", src, text=_get(record, f.get("text", "text")), **common)
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+@FORMATS.register("alpaca")
+def alpaca(record: dict, spec) -> dict:
+    """instruction / input / output -> chat (user: instruction + blank line + input)."""
+    instruction = _get(record, "instruction")
+    extra = _get(record, "input", required=False)
+    if not isinstance(instruction, str) or (extra is not None and not isinstance(extra, str)):
+        raise MalformedRow("wrong_type", "instruction and input must be text")
+    user = instruction + (f"\n\n{extra}" if extra and extra.strip() else "")
+    messages = [{"role": "user", "content": user}, {"role": "assistant", "content": _get(record, "output")}]
+    return make_row("chat", spec.name, messages=messages, skill=_skill(record, spec), metadata=_metadata(record, spec))
+
+
+_FINAL_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.S)
+_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)$")
+
+
+def gsm8k_final_answer(solution: str) -> str:
+    """The number after ``####`` with thousands commas removed ("1,234" -> "1234")."""
+    match = _FINAL_ANSWER.search(solution)
+    if not match:
+        raise MalformedRow("unparsable_answer", "no '#### <number>' line")
+    value = match.group(1).replace(",", "").replace("$", "").strip()
+    if not _NUMBER.match(value):
+        raise MalformedRow("unparsable_answer", f"final answer {match.group(1)!r} is not a number")
+    return value
+
+
+@FORMATS.register("gsm8k")
+def gsm8k(record: dict, spec) -> dict:
+    """question / answer (with ``#### N``) -> verifiable (default) or chat (full solution)."""
+    question, solution = _get(record, "question"), _get(record, "answer")
+    if not isinstance(question, str) or not isinstance(solution, str):
+        raise MalformedRow("wrong_type", "question and answer must be text")
+    final = gsm8k_final_answer(solution)
+    meta = {**_metadata(record, spec), "solution": solution}
+    if spec.kind == "chat":
+        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": solution}]
+        return make_row("chat", spec.name, messages=messages, skill=_skill(record, spec), metadata=meta)
+    return make_row(
+        "verifiable",
+        spec.name,
+        prompt=[{"role": "user", "content": question}],
+        ground_truth=final,
+        verifier=spec.verifier or "gsm8k",
+        skill=_skill(record, spec),
+        metadata=meta,
+    )
+
+
+_TURN = re.compile(r"\n\n(Human|Assistant): ?")
+
+
+def parse_transcript(transcript: str) -> list[dict]:
+    """"\\n\\nHuman: ...\\n\\nAssistant: ..." -> messages. Text before the first marker is an error."""
+    if not isinstance(transcript, str):
+        raise MalformedRow("wrong_type", "transcript must be text")
+    parts = _TURN.split(transcript)
+    if parts[0].strip():
+        raise MalformedRow("unparsable_transcript", "text before the first 'Human:' marker")
+    messages = []
+    for speaker, content in zip(parts[1::2], parts[2::2]):
+        messages.append({"role": "user" if speaker == "Human" else "assistant", "content": content.strip()})
+    if not messages:
+        raise MalformedRow("unparsable_transcript", "no 'Human:'/'Assistant:' turns")
+    return messages
+
+
+@FORMATS.register("hh_rlhf")
+def hh_rlhf(record: dict, spec) -> dict:
+    """Anthropic hh-rlhf chosen/rejected transcripts -> preference (shared prompt, last turns differ).
+
+    With ``kind: chat`` the chosen transcript becomes a chat row.
+    """
+    chosen = parse_transcript(_get(record, "chosen"))
+    if spec.kind == "chat":
+        return make_row("chat", spec.name, messages=chosen, skill=_skill(record, spec))
+    rejected = parse_transcript(_get(record, "rejected"))
+    if chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
+        raise MalformedRow("no_assistant_turn", "a transcript does not end with an Assistant turn")
+    if chosen[:-1] != rejected[:-1]:
+        raise MalformedRow("prompt_mismatch", "chosen and rejected transcripts differ before the last turn")
+    return make_row(
+        "preference",
+        spec.name,
+        prompt=chosen[:-1],
+        chosen=chosen[-1:],
+        rejected=rejected[-1:],
+        skill=_skill(record, spec),
+    )
+
+
+@FORMATS.register("sharegpt")
+def sharegpt(record: dict, spec) -> dict:
+    """``conversations: [{from, value}]`` -> chat."""
+    messages = _as_messages(_get(record, spec.fields.get("messages", "conversations")), "user")
+    return make_row("chat", spec.name, messages=messages, skill=_skill(record, spec))
+
+
+# The row kind each format produces when the source does not say.
+DEFAULT_KIND = {"alpaca": "chat", "gsm8k": "verifiable", "hh_rlhf": "preference", "sharegpt": "chat"}

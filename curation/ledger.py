@@ -1,0 +1,102 @@
+"""The decision ledger: one record per row per step, in Parquet.
+
+Why our own code: no curation library records per-row decisions joined to the training set
+(anchors.md). The ledger is what the data card, ``recipe audit`` and ``recipe diff`` read.
+
+Columns: ``dataset`` (mixture name, or ``source:<name>`` for loading), ``step`` (``load``,
+``mixture``, or ``<i>:<step name>``), ``step_index`` (order within the dataset's pipeline),
+``row_id``, ``source``, ``decision`` (``keep``, ``drop``, ``quarantine``), ``score`` (float or
+null), ``reason`` (the full ``code:detail`` string) and ``reason_code`` (the code alone).
+Quarantined records keep their raw text in ``detail`` so nothing is lost.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("step", pa.string()),
+        ("step_index", pa.int32()),
+        ("row_id", pa.string()),
+        ("source", pa.string()),
+        ("decision", pa.string()),
+        ("score", pa.float64()),
+        ("reason", pa.string()),
+        ("reason_code", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+
+
+class LedgerError(Exception):
+    pass
+
+
+def _code(reason: str | None) -> str | None:
+    return None if reason is None else reason.split(":", 1)[0]
+
+
+def records_table(dataset: str, step: str, step_index: int, row_ids, sources, keep, score=None, reason=None, detail=None) -> pa.Table:
+    n = len(row_ids)
+    keep = np.asarray(keep, dtype=bool)
+    reason = list(reason) if reason is not None else [None] * n
+    return pa.table(
+        {
+            "dataset": pa.array([dataset] * n, pa.string()),
+            "step": pa.array([step] * n, pa.string()),
+            "step_index": pa.array(np.full(n, step_index, dtype=np.int32)),
+            "row_id": pa.array(list(row_ids), pa.string()),
+            "source": pa.array(list(sources), pa.string()),
+            "decision": pa.array(np.where(keep, "keep", "drop").tolist(), pa.string()),
+            "score": pa.array(None if score is None else np.asarray(score, dtype=np.float64), pa.float64())
+            if score is not None else pa.nulls(n, pa.float64()),
+            "reason": pa.array(reason, pa.string()),
+            "reason_code": pa.array([_code(r) for r in reason], pa.string()),
+            "detail": pa.array(list(detail) if detail is not None else [None] * n, pa.string()),
+        },
+        schema=SCHEMA,
+    )
+
+
+def quarantine_table(source: str, quarantine: list[dict]) -> pa.Table:
+    n = len(quarantine)
+    return pa.table(
+        {
+            "dataset": pa.array([f"source:{source}"] * n, pa.string()),
+            "step": pa.array(["load"] * n, pa.string()),
+            "step_index": pa.array(np.zeros(n, dtype=np.int32)),
+            "row_id": pa.array([f"{source}@{q['index']}" for q in quarantine], pa.string()),
+            "source": pa.array([source] * n, pa.string()),
+            "decision": pa.array(["quarantine"] * n, pa.string()),
+            "score": pa.nulls(n, pa.float64()),
+            "reason": pa.array([f"{q['reason']}:{q['detail']}" if q["detail"] else q["reason"] for q in quarantine], pa.string()),
+            "reason_code": pa.array([q["reason"] for q in quarantine], pa.string()),
+            "detail": pa.array([q.get("raw") or None for q in quarantine], pa.string()),
+        },
+        schema=SCHEMA,
+    )
+
+
+def write(tables: list[pa.Table], path: Path) -> Path:
+    """Write the ledger atomically (temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+    return path
+
+
+def read(path: Path) -> pa.Table:
+    if not Path(path).exists():
+        raise LedgerError(f"no ledger at {path}: run `recipe curate` (or `recipe train`) for this recipe first")
+    try:
+        return pq.read_table(path)
+    except Exception as exc:
+        raise LedgerError(f"the ledger at {path} is unreadable ({str(exc).splitlines()[0]}); re-run `recipe curate` to rebuild it") from None

@@ -1,0 +1,14 @@
+"""Curation steps. Each module registers its step class in ``STEPS`` by name."""
+
+from curation.registry import Registry
+
+STEPS: Registry = Registry("step")
+
+_BUILTIN = ("exact_dedup", "length")
+
+
+def load_builtin_steps() -> None:
+    import importlib
+
+    for name in _BUILTIN:
+        importlib.import_module(f"curation.steps.{name}")

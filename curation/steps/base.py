@@ -1,0 +1,98 @@
+"""The step protocol: a step decides, the runner applies and records (DESIGN.md).
+
+A step is a class with
+
+* ``name``     -- its registry name (``exact_dedup``),
+* ``version``  -- bumped whenever its decisions could change for the same input (part of its
+  cache key, so an edited step never serves stale cached decisions),
+* ``Params``   -- a pydantic model of its options (``extra="forbid"``),
+* ``uses_tokenizer`` -- whether decisions depend on the model's tokenizer (then the tokenizer is
+  part of the cache key),
+* ``reads_sources(params)`` -- names of other recipe sources it reads (e.g. eval sets for
+  decontamination), whose content hashes join its cache key,
+* ``decide(rows) -> Decisions``: one keep flag per row, an optional score, and a reason for every
+  dropped row (``code`` or ``code:detail``, e.g. ``duplicate_of:3fa2...``).
+
+A step never removes rows itself; the runner applies the decisions and appends them to the
+ledger, so every drop has a record. Selectors with a budget return the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import datasets
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StepError(Exception):
+    """A step cannot run on this input (bad option for this data, missing file, ...)."""
+
+
+@dataclass
+class Decisions:
+    keep: np.ndarray
+    score: np.ndarray | None = None
+    reason: list[str | None] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)  # JSON-able facts for the data card
+
+    def __post_init__(self):
+        self.keep = np.asarray(self.keep, dtype=bool)
+        n = len(self.keep)
+        if self.score is not None:
+            self.score = np.asarray(self.score, dtype=np.float64)
+            if len(self.score) != n:
+                raise ValueError(f"score has {len(self.score)} values for {n} rows")
+        if self.reason is None:
+            self.reason = [None] * n
+        if len(self.reason) != n:
+            raise ValueError(f"reason has {len(self.reason)} values for {n} rows")
+        for i in np.flatnonzero(~self.keep):
+            if not self.reason[i]:
+                raise ValueError(f"row {i} is dropped without a reason")
+
+
+@dataclass
+class StepContext:
+    """What the runner lends a step."""
+
+    seed: int = 0
+    workdir: Path | None = None  # a private folder inside the step's cache entry
+    tokenizer_loader: Callable[[], Any] | None = None
+    source_loader: Callable[[str], datasets.Dataset] | None = None
+    progress: Callable[[str, int], Any] | None = None  # (description, total) -> rich-like task
+
+    def tokenizer(self):
+        if self.tokenizer_loader is None:
+            raise StepError("this step needs a tokenizer, but the recipe has no model")
+        return self.tokenizer_loader()
+
+    def source(self, name: str) -> datasets.Dataset:
+        if self.source_loader is None:
+            raise StepError(f"this step reads source {name!r}, but no source loader was given")
+        return self.source_loader(name)
+
+
+class Step:
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    Params: ClassVar[type[BaseModel]] = NoParams
+    uses_tokenizer: ClassVar[bool] = False
+
+    def __init__(self, params: BaseModel, ctx: StepContext):
+        self.params = params
+        self.ctx = ctx
+
+    @classmethod
+    def reads_sources(cls, params: BaseModel) -> list[str]:
+        return []
+
+    def decide(self, rows: datasets.Dataset) -> Decisions:  # pragma: no cover - interface
+        raise NotImplementedError

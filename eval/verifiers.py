@@ -1,0 +1,48 @@
+"""Verifiers: score a completion against a row's ground truth (1.0 pass, 0.0 fail).
+
+``math`` / ``gsm8k`` follow Tülu 3's GSM8K verifier (open-instruct ``ground_truth_utils.py``):
+remove digit-group commas, take the last match of ``[-+]?\\d*\\.\\d+|\\d+``, and compare it with
+the ground truth as a lower-cased string (so "72.0" does not match "72", as there). ``exact``
+compares stripped strings. A user verifier is a dotted path to ``fn(completion, ground_truth)``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from curation.registry import Registry
+
+Verifier = Callable[[str, str], float]
+VERIFIERS: Registry = Registry("verifier")
+
+_THOUSANDS = re.compile(r"(\d),(\d{3})(?!\d)")
+_NUMBER = re.compile(r"[-+]?\d*\.\d+|\d+")
+
+
+def last_number(text: str) -> str | None:
+    """The last number in ``text`` after removing thousands separators ("1,234" -> "1234")."""
+    prev = None
+    while prev != text:  # "1,234,567" needs two passes
+        prev, text = text, _THOUSANDS.sub(r"\1\2", text)
+    found = _NUMBER.findall(text)
+    return found[-1] if found else None
+
+
+@VERIFIERS.register("math")
+@VERIFIERS.register("gsm8k")
+def gsm8k_verifier(completion: str, ground_truth: str) -> float:
+    answer = last_number(completion)
+    if answer is None:
+        return 0.0
+    truth = ground_truth.replace(",", "").strip().lower()
+    return float(answer.lower() == truth)
+
+
+@VERIFIERS.register("exact")
+def exact_verifier(completion: str, ground_truth: str) -> float:
+    return float(completion.strip() == ground_truth.strip())
+
+
+def get_verifier(name: str) -> Verifier:
+    return VERIFIERS.get(name)

@@ -1,0 +1,131 @@
+"""The ``recipe`` command line (typer + rich).
+
+Every command takes the recipe file, OmegaConf dot-list overrides (``stages.0.lr=2e-5 seed=3``)
+and ``--out DIR`` (default ``runs/<recipe name>/``). Recipe errors print the key path, the value,
+a suggestion and the file, and exit 2; data and run errors print one clear message and exit 1;
+neither shows a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="recipe-kit: one YAML recipe from raw data to an evaluated post-trained model.")
+console = Console()
+err_console = Console(stderr=True)
+
+Overrides = typer.Argument(None, help="OmegaConf dot-list overrides, e.g. stages.0.lr=2e-5 seed=3")
+OutOpt = typer.Option(None, "--out", help="run directory (default runs/<recipe name>/)")
+CacheOpt = typer.Option(None, "--cache-dir", help="content-addressed cache (default <out>/cache)")
+
+
+def _user_errors():
+    from curation.ledger import LedgerError
+    from curation.mixture import MixtureError
+    from curation.registry import UnknownName
+    from curation.sources import SourceError
+    from curation.steps.base import StepError
+    from recipe.run import RunError
+    from training.models import ModelLoadError
+    from training.stage_data import StageDataError
+
+    return (SourceError, MixtureError, StepError, RunError, LedgerError, UnknownName, ModelLoadError, StageDataError)
+
+
+def _load(recipe: Path, overrides: Optional[List[str]]):
+    from recipe.load import RecipeError, load_recipe
+
+    try:
+        return load_recipe(recipe, overrides or [])
+    except RecipeError as exc:
+        err_console.print(f"[bold red]recipe error[/] ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}):")
+        err_console.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(2)
+
+
+def _runner(recipe: Path, overrides, out, cache_dir):
+    from recipe.run import Runner
+
+    loaded = _load(recipe, overrides)
+    try:
+        return Runner(loaded, out=out, cache_dir=cache_dir, console=console)
+    except _user_errors() as exc:
+        _fail(exc)
+
+
+def _fail(exc: Exception):
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _guard(fn):
+    try:
+        return fn()
+    except _user_errors() as exc:
+        _fail(exc)
+
+
+@app.command()
+def validate(recipe: Path, overrides: Optional[List[str]] = Overrides):
+    """Check a recipe (schema, references, plug-in options) without running anything."""
+    loaded = _load(recipe, overrides)
+    console.print(f"[green]ok[/] {recipe} (recipe {loaded.recipe.name!r}, hash {loaded.hash})")
+
+
+@app.command()
+def plan(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optional[Path] = OutOpt,
+         cache_dir: Optional[Path] = CacheOpt):
+    """List every step with its content hash and whether it is cached or will run."""
+    runner = _runner(recipe, overrides, out, cache_dir)
+    t = Table(title=f"plan of {runner.recipe.name} ({runner.loaded.hash})")
+    for col in ("kind", "step", "hash", "status"):
+        t.add_column(col)
+    for n in runner.plan.nodes:
+        t.add_row(n.kind, n.name, n.key[:12], "[green]cached[/]" if n.cached else "[yellow]will run[/]")
+    console.print(t)
+
+
+@app.command()
+def curate(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optional[Path] = OutOpt,
+           cache_dir: Optional[Path] = CacheOpt):
+    """Load sources, mix them and run the selection steps; write the ledger and stage datasets."""
+    runner = _runner(recipe, overrides, out, cache_dir)
+    _guard(runner.curate)
+    console.print(f"[green]curated[/] -> {runner.out}")
+
+
+@app.command()
+def train(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optional[Path] = OutOpt,
+          cache_dir: Optional[Path] = CacheOpt,
+          resume: bool = typer.Option(False, "--resume", help="continue the unfinished stage from its last checkpoint")):
+    """Curate, run the training stages in order, then evaluate."""
+    runner = _runner(recipe, overrides, out, cache_dir)
+    if resume and not any(runner.out.glob("stages/*/checkpoint-*")) and not any(runner.out.glob("stages/*/stage.json")):
+        _fail(RuntimeError(f"nothing to resume in {runner.out}: no stage has started there"))
+    _guard(lambda: runner.train(resume=resume))
+    _guard(runner.evaluate)
+    console.print(f"[green]done[/] -> {runner.out}")
+
+
+@app.command("eval")
+def eval_(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optional[Path] = OutOpt,
+          cache_dir: Optional[Path] = CacheOpt):
+    """Evaluate the base model and every finished stage."""
+    runner = _runner(recipe, overrides, out, cache_dir)
+    _guard(lambda: runner.evaluate(only_available=True))
+
+
+def main():  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,302 @@
+"""Load a recipe: YAML -> OmegaConf (interpolation, dot-list overrides) -> validated ``Recipe``.
+
+Every problem becomes a :class:`RecipeError` listing, for each error, the key path
+(``stages[1].bta``), the offending value, a "did you mean" suggestion, and the file and line, so
+the CLI can print it without a traceback. Plug-in options (generators, curation steps) are
+checked by the plug-in's own ``Params`` model here, with the same paths.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import BaseModel, ValidationError
+
+from curation.generators import GENERATORS, load_builtin_generators
+from curation.registry import UnknownName
+from curation.steps import STEPS, load_builtin_steps
+from recipe.schema import FileSource, Recipe, ReferenceErrors, all_field_names
+
+
+@dataclass
+class Problem:
+    path: tuple
+    message: str
+    value: Any = None
+    suggestion: str | None = None
+    line: int | None = None
+    origin: str | None = None  # the CLI override that set this key, if any
+
+
+@dataclass
+class RecipeError(Exception):
+    file: str
+    problems: list[Problem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join(format_problem(self.file, p) for p in self.problems)
+
+
+def format_path(path: tuple) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<top level>"
+
+
+def format_problem(file: str, p: Problem) -> str:
+    where = f"{file}:{p.line}" if p.line else file
+    text = f"{where}: {format_path(p.path)}: {p.message}"
+    if p.value is not None and not isinstance(p.value, (dict, list)):
+        text += f" (got {p.value!r})"
+    if p.suggestion:
+        text += f"\n    did you mean {p.suggestion!r}?"
+    if p.origin:
+        text += f"\n    (set by the override {p.origin!r})"
+    return text
+
+
+@dataclass
+class LoadedRecipe:
+    recipe: Recipe
+    resolved: dict
+    hash: str
+    file: str
+
+    def resolved_yaml(self) -> str:
+        return yaml.safe_dump(self.resolved, sort_keys=False, allow_unicode=True)
+
+
+def recipe_hash(resolved: dict) -> str:
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _line_index(text: str) -> dict[tuple, int]:
+    """Key path -> 1-based line, from the YAML node tree (best effort)."""
+    index: dict[tuple, int] = {}
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return index
+
+    def walk(node, path):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                p = path + (k.value,)
+                index[p] = k.start_mark.line + 1
+                walk(v, p)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                index[path + (i,)] = v.start_mark.line + 1
+                walk(v, path + (i,))
+
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def _line_for(index: dict[tuple, int], path: tuple) -> int | None:
+    for n in range(len(path), 0, -1):
+        if path[:n] in index:
+            return index[path[:n]]
+    return None
+
+
+def _suggest(word: str, candidates) -> str | None:
+    close = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _siblings(data: Any, path: tuple) -> set[str]:
+    """Keys allowed next to ``path[-1]``: the fields of the model found at ``path[:-1]``."""
+    from recipe import schema
+
+    model: Any = Recipe
+    node = data
+    for part in path[:-1]:
+        node = node[part] if isinstance(node, (dict, list)) and (isinstance(part, int) or part in node) else None
+        if model is Recipe and part in ("sources", "mixtures", "selection", "eval", "stages"):
+            model = part
+            continue
+        if model == "stages":
+            kind = node.get("kind") if isinstance(node, dict) else None
+            model = {"sft": schema.SFTStage}.get(kind, schema.SFTStage) if isinstance(part, int) else model
+            continue
+        if model == "sources":
+            model = FileSource
+            continue
+        if model == "eval":
+            model = schema.EvalSpec
+            continue
+        if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+            ann = model.model_fields[part].annotation
+            model = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+            continue
+        model = None
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return {f.alias or n for n, f in model.model_fields.items()}
+    return all_field_names()
+
+
+def _problems_from_validation(exc: ValidationError, data: dict, prefix: tuple = ()) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if p not in ("file", "generated", "sft", "function-after[_one_of(), ModelSpec]"))
+        # drop union-branch tags pydantic inserts (type names) but keep real keys
+        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("int", "float", "MixShare"))))
+        path = prefix + loc
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, ReferenceErrors):
+            for p, msg in ctx_error.errors:
+                problems.append(Problem(prefix + p, msg, suggestion=None))
+            continue
+        if err["type"] == "extra_forbidden":
+            suggestion = _suggest(path[-1], _siblings(data, loc)) if path else None
+            problems.append(Problem(path, "unknown key", suggestion=suggestion))
+        elif err["type"] == "missing":
+            problems.append(Problem(path, "required key is missing"))
+        elif err["type"] == "union_tag_invalid" or (err["type"] == "literal_error" and loc and loc[-1] == "kind"):
+            value = err.get("input")
+            value = value.get("kind") if isinstance(value, dict) else value
+            known = ["sft"]
+            problems.append(Problem(path if loc[-1:] == ("kind",) else path + ("kind",),
+                                    f"unknown stage kind; known: {', '.join(known)}", value, _suggest(value, known)))
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            value = err.get("input")
+            suggestion = None
+            if err["type"] == "literal_error" and isinstance(value, str):
+                expected = (err.get("ctx") or {}).get("expected", "")
+                suggestion = _suggest(value, [s.strip(" '") for s in expected.replace(" or ", ",").split(",")])
+            problems.append(Problem(path, msg, value, suggestion))
+    # one problem per path, first wins (unions can report several branches)
+    seen, unique = set(), []
+    for p in problems:
+        if (p.path, p.message) not in seen:
+            seen.add((p.path, p.message))
+            unique.append(p)
+    return unique
+
+
+def _check_plugins(recipe: Recipe, data: dict) -> tuple[Recipe, list[Problem]]:
+    """Validate generator and step options with their own Params models (normalised in place)."""
+    problems: list[Problem] = []
+    for name, spec in recipe.sources.items():
+        if isinstance(spec, FileSource):
+            continue
+        try:
+            gen = GENERATORS.get(spec.generate)
+        except UnknownName as exc:
+            problems.append(Problem(("sources", name, "generate"), f"unknown generator; known: {', '.join(exc.known)}", spec.generate, exc.suggestion))
+            continue
+        options = {k: v for k, v in (spec.model_extra or {}).items()}
+        try:
+            gen.Params.model_validate(options)
+        except ValidationError as exc:
+            problems += _params_problems(exc, ("sources", name), gen.Params)
+    for mix, steps in recipe.selection.items():
+        for i, item in enumerate(steps):
+            if len(item) != 1:
+                problems.append(Problem(("selection", mix, i), "each selection item is one `step_name: {options}` mapping", item))
+                continue
+            (step_name, options), = item.items()
+            try:
+                step_cls = STEPS.get(step_name)
+            except UnknownName as exc:
+                msg = "unknown step" + (f" ({exc.why})" if exc.why else f"; known: {', '.join(exc.known)}; or 'pkg.module:Class'")
+                problems.append(Problem(("selection", mix, i, step_name), msg, None, exc.suggestion))
+                continue
+            try:
+                step_cls.Params.model_validate(options or {})
+            except ValidationError as exc:
+                problems += _params_problems(exc, ("selection", mix, i, step_name), step_cls.Params)
+    return recipe, problems
+
+
+def _params_problems(exc: ValidationError, prefix: tuple, params_model) -> list[Problem]:
+    out = []
+    known = list(params_model.model_fields)
+    for err in exc.errors():
+        path = prefix + tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            out.append(Problem(path, "unknown option", suggestion=_suggest(err["loc"][-1], known)))
+        elif err["type"] == "missing":
+            out.append(Problem(path, "required option is missing"))
+        else:
+            out.append(Problem(path, err["msg"].removeprefix("Value error, "), err.get("input")))
+    return out
+
+
+def _apply_overrides(cfg, overrides: list[str], file: str) -> dict[tuple, str]:
+    """Merge ``a.b=c`` overrides; return key path -> override text (to blame errors on it)."""
+    origins: dict[tuple, str] = {}
+    for text in overrides:
+        if "=" not in text:
+            raise RecipeError(file, [Problem((), f"override {text!r} is not KEY=VALUE (e.g. stages.0.lr=2e-5)")])
+        key = text.split("=", 1)[0].lstrip("+")
+        path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+        value_text = text.split("=", 1)[1]
+        try:
+            value = OmegaConf.to_container(OmegaConf.from_dotlist([f"v={value_text}"]))["v"]
+            OmegaConf.update(cfg, key, value, merge=True)
+        except (OmegaConfBaseException, ValueError, IndexError, KeyError) as exc:
+            raise RecipeError(file, [Problem(path, f"override {text!r} cannot be applied: {exc}".splitlines()[0], origin=text)]) from None
+        origins[path] = text
+    return origins
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedRecipe:
+    """Load, override, resolve and validate a recipe file. Raises :class:`RecipeError`."""
+    load_builtin_generators()
+    load_builtin_steps()
+    file = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise RecipeError(file, [Problem((), f"recipe file not found: {file}")])
+    text = p.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise RecipeError(file, [Problem((), f"not valid YAML: {getattr(exc, 'problem', exc)}", line=mark.line + 1 if mark else None)]) from None
+    if not isinstance(raw, dict):
+        raise RecipeError(file, [Problem((), "a recipe is a YAML mapping (name, model, sources, ...)")])
+    cfg = OmegaConf.create(raw)
+    origins = _apply_overrides(cfg, overrides or [], file)
+    try:
+        data = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", "") or ""
+        raise RecipeError(file, [Problem(tuple(key.split(".")) if key else (), f"interpolation failed: {exc.msg if hasattr(exc, 'msg') else exc}")]) from None
+    lines = _line_index(text)
+    try:
+        recipe = Recipe.model_validate(data)
+        problems: list[Problem] = []
+    except ValidationError as exc:
+        recipe, problems = None, _problems_from_validation(exc, data)
+    if recipe is not None:
+        recipe, problems = _check_plugins(recipe, data)
+    if problems:
+        for prob in problems:
+            prob.line = _line_for(lines, prob.path)
+            for opath, otext in origins.items():
+                if prob.path[: len(opath)] == opath or opath[: len(prob.path)] == prob.path:
+                    prob.origin = otext
+        raise RecipeError(file, problems)
+    resolved = recipe.model_dump(mode="json", by_alias=True, exclude_none=False)
+    # keep the generator options (extra keys) in the resolved recipe
+    for name, spec in recipe.sources.items():
+        if spec.model_extra:
+            resolved["sources"][name].update(spec.model_extra)
+    return LoadedRecipe(recipe=recipe, resolved=resolved, hash=recipe_hash(resolved), file=file)

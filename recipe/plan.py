@@ -1,0 +1,130 @@
+"""Plan a run: every node (source, model init, mixture, selection step, stage, eval) with the
+content hash of what it depends on, and whether its output is already cached.
+
+Keys chain: a step's key includes its input's key, so editing a filter changes the keys of that
+filter and of everything after it, and editing a stage's ``lr`` changes only that stage's key and
+those of later stages and evals. Code versions (the loader's, each step's ``version``) are part
+of the keys so a changed implementation never serves a stale entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curation.sources import LOADER_VERSION, source_fingerprint
+from curation.steps import STEPS
+from curation.steps.base import StepContext
+from recipe.cache import Cache, stable_hash
+from recipe.load import LoadedRecipe
+
+TINY_BUILDER_VERSION = "1"
+EVAL_VERSION = "1"
+STAGE_VERSION = "1"
+
+
+@dataclass
+class Node:
+    kind: str  # source | model | mixture | step | stage | eval
+    name: str
+    key: str
+    describe: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    nodes: list[Node]
+
+    def get(self, kind: str, name: str) -> Node:
+        for n in self.nodes:
+            if n.kind == kind and n.name == name:
+                return n
+        raise KeyError((kind, name))
+
+    def of_kind(self, kind: str) -> list[Node]:
+        return [n for n in self.nodes if n.kind == kind]
+
+
+def stage_dir(out: Path, index: int, kind: str) -> Path:
+    return Path(out) / "stages" / f"{index}-{kind}"
+
+
+def stage_done(out: Path, index: int, kind: str, key: str) -> bool:
+    import json
+
+    marker = stage_dir(out, index, kind) / "stage.json"
+    if not marker.is_file() or not (stage_dir(out, index, kind) / "final").is_dir():
+        return False
+    info = json.loads(marker.read_text())
+    return info.get("key") == key and info.get("status") == "done"
+
+
+def make_plan(loaded: LoadedRecipe, cache: Cache, out: Path) -> Plan:
+    r, resolved = loaded.recipe, loaded.resolved
+    nodes: list[Node] = []
+    source_keys: dict[str, str] = {}
+    for name, spec in r.sources.items():
+        fp = source_fingerprint(spec)
+        describe = {"source": resolved["sources"][name], "content": fp, "loader": LOADER_VERSION, "seed": r.seed}
+        key = stable_hash(describe)
+        source_keys[name] = key
+        nodes.append(Node("source", name, key, describe, cache.has("source", key)))
+
+    trained_sources = sorted({s for entries in r.mixtures.values() for s in entries})
+    if r.model.init == "tiny":
+        describe = {"model": resolved["model"], "sources": {s: source_keys[s] for s in trained_sources},
+                    "seed": r.seed, "builder": TINY_BUILDER_VERSION}
+        model_key = stable_hash(describe)
+        nodes.append(Node("model", "base", model_key, describe, cache.has("model", model_key)))
+    else:
+        describe = {"path": r.model.path, "revision": r.model.revision, "dtype": r.model.dtype}
+        model_key = stable_hash(describe)
+        nodes.append(Node("model", "base", model_key, describe, True, {"path": r.model.path}))
+
+    dataset_keys: dict[str, str] = {}
+    for mix, entries in r.mixtures.items():
+        describe = {"entries": resolved["mixtures"][mix], "sources": {s: source_keys[s] for s in entries}, "seed": r.seed}
+        key = stable_hash(describe)
+        nodes.append(Node("mixture", mix, key, describe, cache.has("mixture", key)))
+        prev = key
+        for i, item in enumerate(r.selection.get(mix, [])):
+            (step_name, options), = item.items()
+            step_cls = STEPS.get(step_name)
+            params = step_cls.Params.model_validate(options or {})
+            step = step_cls(params, StepContext(seed=r.seed))
+            reads = step_cls.reads_sources(params)
+            describe = {"step": step_name, "params": params.model_dump(mode="json"), "version": step_cls.version,
+                        "input": prev, "seed": r.seed,
+                        "tokenizer": model_key if step.uses_tokenizer else None,
+                        "reads": {s: source_keys.get(s) for s in reads}}
+            key = stable_hash(describe)
+            nodes.append(Node("step", f"{mix}[{i}]:{step_name}", key, describe, cache.has("step", key),
+                              {"mixture": mix, "index": i, "step": step_name}))
+            prev = key
+        dataset_keys[mix] = prev
+
+    model_keys = {"base": model_key}
+    names = r.stage_names()
+    prev_model = "base"
+    for i, (stage, sname) in enumerate(zip(r.stages, names)):
+        ref = stage.from_ or "previous"
+        start = prev_model if ref == "previous" else ref
+        start_key = model_keys.get(start) or stable_hash({"path": start})
+        describe = {"stage": resolved["stages"][i], "data": dataset_keys[stage.data], "model": start_key,
+                    "seed": r.seed, "version": STAGE_VERSION}
+        key = stable_hash(describe)
+        nodes.append(Node("stage", sname, key, describe, stage_done(out, i, stage.kind, key),
+                          {"index": i, "start": start, "kind": stage.kind}))
+        model_keys[sname] = key
+        prev_model = sname
+
+    for ev, spec in r.eval.items():
+        for model_name, mkey in model_keys.items():
+            describe = {"eval": resolved["eval"][ev], "source": source_keys[spec.source], "model": mkey, "version": EVAL_VERSION}
+            key = stable_hash(describe)
+            nodes.append(Node("eval", f"{ev}@{model_name}", key, describe, cache.has("eval", key),
+                              {"eval": ev, "model": model_name}))
+    return Plan(nodes)

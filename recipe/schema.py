@@ -1,0 +1,217 @@
+"""The recipe schema: pydantic v2 models, ``extra="forbid"`` at every level.
+
+This is the truth of the recipe format (DESIGN.md sketches it). Stage kinds are a discriminated
+union on ``kind``, so an SFT stage rejects DPO keys. Plug-in parameters (a generator's options, a
+curation step's options) are validated by the plug-in's own ``Params`` model in ``recipe.load``,
+with the same error paths.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ModelSpec(Strict):
+    """``{path: ...}`` loads any local or Hub causal LM; ``{init: tiny}`` builds one locally."""
+
+    path: str | None = Field(None, description="local directory or Hub id")
+    revision: str | None = None
+    init: Literal["tiny"] | None = None
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    trust_remote_code: bool = False
+    # tiny-init options (ignored with `path`)
+    vocab_size: int = Field(512, ge=64)
+    hidden_size: int = Field(128, ge=8)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(512, ge=8)
+    max_position_embeddings: int = Field(512, ge=16)
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.path is None) == (self.init is None):
+            raise ValueError("give exactly one of `path` (a local or Hub model) or `init: tiny`")
+        return self
+
+
+RowKind = Literal["chat", "preference", "verifiable", "text"]
+
+
+class FileSource(Strict):
+    """A local file (jsonl/json/parquet/csv, optionally .gz), a directory, or a Hub dataset id."""
+
+    path: str
+    name: str | None = Field(None, description="Hub dataset config name")
+    split: str = "train"
+    revision: str | None = None
+    format: str | None = Field(None, description="built-in layout: alpaca, gsm8k, hh_rlhf, sharegpt")
+    kind: RowKind | None = None
+    fields: dict[str, str | list[str]] = Field(default_factory=dict)
+    verifier: str | None = None
+    skill: str | None = Field(None, description="skill label for every row of this source")
+    license: str | None = None
+    limit: int | None = Field(None, gt=0, description="read only the first N records")
+
+    @model_validator(mode="after")
+    def _kind_or_format(self):
+        if self.format is None and self.kind is None:
+            raise ValueError("give `kind` (chat, preference, verifiable, text) with `fields`, or a `format`")
+        if self.kind == "verifiable" and self.format is None and not self.verifier and "verifier" not in self.fields:
+            raise ValueError("a verifiable source needs `verifier` (e.g. math) or a `fields.verifier` column")
+        return self
+
+
+class GeneratedSource(BaseModel):
+    """``{generate: NAME, ...options}``: options are checked by the generator's own model."""
+
+    model_config = ConfigDict(extra="allow")
+    generate: str
+    split: str = "train"
+    license: str | None = None
+
+
+def _source_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        return "generated" if "generate" in value else "file"
+    return "generated" if isinstance(value, GeneratedSource) else "file"
+
+
+from pydantic import Discriminator, Tag  # noqa: E402
+
+SourceSpec = Annotated[
+    Union[Annotated[FileSource, Tag("file")], Annotated[GeneratedSource, Tag("generated")]],
+    Discriminator(_source_tag),
+]
+
+
+class MixShare(Strict):
+    """Explicit form of a mixture entry; exactly one of the three."""
+
+    fraction: float | None = Field(None, gt=0, le=1)
+    upsample: float | None = Field(None, ge=1)
+    count: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if sum(v is not None for v in (self.fraction, self.upsample, self.count)) != 1:
+            raise ValueError("give exactly one of fraction, upsample, count")
+        return self
+
+
+MixValue = Union[int, float, MixShare]
+
+
+class LoraSpec(Strict):
+    name: Literal["lora"] = "lora"
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+LrScheduler = Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"]
+
+
+class StageBase(Strict):
+    name: str | None = Field(None, description="defaults to '<index>-<kind>'")
+    data: str = Field(description="a mixture name (after its selection steps)")
+    from_: str | None = Field(
+        None, alias="from", description="'previous' (default), 'base', an earlier stage's name, or a model path"
+    )
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    lr: float = Field(2e-5, gt=0)
+    lr_scheduler: LrScheduler = "linear"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    batch_size: int = Field(8, ge=1, description="per device")
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(1024, ge=8)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    peft: LoraSpec | None = None
+    merge: bool = Field(True, description="with LoRA: merge the adapter before the next stage")
+    gradient_checkpointing: bool = False
+    save_steps: int | None = Field(None, gt=0, description="checkpoint every N steps (resume)")
+    logging_steps: int = Field(10, ge=1)
+    seed: int | None = None
+
+
+class SFTStage(StageBase):
+    kind: Literal["sft"]
+    packing: bool = False
+    assistant_only_loss: bool = True
+
+
+StageSpec = Annotated[Union[SFTStage], Field(discriminator="kind")]
+
+
+class EvalSpec(Strict):
+    source: str
+    metrics: list[Literal["accuracy"]] = ["accuracy"]
+    verifier: str | None = Field(None, description="override the rows' own verifier")
+    max_new_tokens: int = Field(32, ge=1)
+    batch_size: int = Field(64, ge=1)
+    limit: int | None = Field(None, gt=0)
+
+
+class Recipe(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    seed: int = 0
+    model: ModelSpec
+    sources: dict[str, SourceSpec]
+    mixtures: dict[str, dict[str, MixValue]] = Field(default_factory=dict)
+    selection: dict[str, list[dict[str, dict[str, Any] | None]]] = Field(default_factory=dict)
+    stages: list[StageSpec] = Field(default_factory=list)
+    eval: dict[str, EvalSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references(self):
+        errors = []
+        for mix, entries in self.mixtures.items():
+            for src in entries:
+                if src not in self.sources:
+                    errors.append((("mixtures", mix, src), f"names no source; sources are {sorted(self.sources)}"))
+        for mix in self.selection:
+            if mix not in self.mixtures:
+                errors.append((("selection", mix), f"names no mixture; mixtures are {sorted(self.mixtures)}"))
+        names = []
+        for i, stage in enumerate(self.stages):
+            if stage.data not in self.mixtures:
+                errors.append((("stages", i, "data"), f"{stage.data!r} names no mixture; mixtures are {sorted(self.mixtures)}"))
+            ref = stage.from_
+            if ref and ref not in ("previous", "base") and ref not in names and "/" not in ref:
+                errors.append((("stages", i, "from"), f"{ref!r} names no earlier stage ({names or 'none'}), nor 'previous', 'base' or a path"))
+            names.append(stage.name or f"{i}-{stage.kind}")
+        for ev, spec in self.eval.items():
+            if spec.source not in self.sources:
+                errors.append((("eval", ev, "source"), f"{spec.source!r} names no source; sources are {sorted(self.sources)}"))
+        if errors:
+            raise ReferenceErrors(errors)
+        return self
+
+    def stage_names(self) -> list[str]:
+        return [s.name or f"{i}-{s.kind}" for i, s in enumerate(self.stages)]
+
+
+class ReferenceErrors(ValueError):
+    """Cross-reference errors, each with its key path."""
+
+    def __init__(self, errors: list[tuple[tuple, str]]):
+        super().__init__("; ".join(f"{'.'.join(map(str, p))}: {m}" for p, m in errors))
+        self.errors = errors
+
+
+def all_field_names() -> set[str]:
+    """Every key the schema knows (for "did you mean" when the location is ambiguous)."""
+    names: set[str] = set()
+    for model in (Recipe, ModelSpec, FileSource, GeneratedSource, MixShare, LoraSpec, SFTStage, EvalSpec):
+        for fname, finfo in model.model_fields.items():
+            names.add(finfo.alias or fname)
+    return names

@@ -46,9 +46,15 @@ def import_path(path: str) -> Any:
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, builtins: Callable[[], None] | None = None):
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._builtins = builtins  # imports the modules that register the built-in entries
+
+    def _load_builtins(self) -> None:
+        if self._builtins is not None:
+            load, self._builtins = self._builtins, None
+            load()
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -60,12 +66,15 @@ class Registry(Generic[T]):
         return deco
 
     def names(self) -> list[str]:
+        self._load_builtins()
         return sorted(self._items)
 
     def __contains__(self, name: str) -> bool:
+        self._load_builtins()
         return name in self._items or ":" in name
 
     def get(self, name: str) -> T:
+        self._load_builtins()
         if name in self._items:
             return self._items[name]
         if ":" in name:

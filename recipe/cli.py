@@ -47,7 +47,7 @@ def _load(recipe: Path, overrides: Optional[List[str]]):
         return load_recipe(recipe, overrides or [])
     except RecipeError as exc:
         err_console.print(f"[bold red]recipe error[/] ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}):")
-        err_console.print(str(exc), markup=False, highlight=False)
+        err_console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
 
 
@@ -62,7 +62,7 @@ def _runner(recipe: Path, overrides, out, cache_dir):
 
 
 def _fail(exc: Exception):
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

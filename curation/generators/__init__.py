@@ -2,8 +2,10 @@
 
 from curation.registry import Registry
 
-GENERATORS: Registry = Registry("generator")
 
 
 def load_builtin_generators() -> None:
     from curation.generators import arithmetic  # noqa: F401  (registers itself)
+
+
+GENERATORS: Registry = Registry("generator", builtins=load_builtin_generators)

@@ -2,8 +2,6 @@
 
 from curation.registry import Registry
 
-STEPS: Registry = Registry("step")
-
 _BUILTIN = ("exact_dedup", "length")
 
 
@@ -12,3 +10,6 @@ def load_builtin_steps() -> None:
 
     for name in _BUILTIN:
         importlib.import_module(f"curation.steps.{name}")
+
+
+STEPS: Registry = Registry("step", builtins=load_builtin_steps)

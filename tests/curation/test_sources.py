@@ -1,0 +1,161 @@
+"""Sources -> canonical rows: formats, field mapping, quarantine of malformed records."""
+
+import gzip
+import json
+
+import pytest
+
+from curation.formats import gsm8k_final_answer, parse_transcript
+from curation.rows import MalformedRow
+from curation.sources import SourceError, load_source
+from recipe.schema import FileSource
+from tests.conftest import needs_shared
+
+
+def _jsonl(path, records, raw_lines=()):
+    with open(path, "w") as fh:
+        for r in records:
+            fh.write(json.dumps(r) + "\n")
+        for line in raw_lines:
+            fh.write(line + "\n")
+    return path
+
+
+def test_alpaca_format(tmp_path):
+    p = _jsonl(tmp_path / "a.jsonl", [{"instruction": "Add", "input": "2 and 3", "output": "5"},
+                                      {"instruction": "Say hi", "input": "", "output": "hi"}])
+    res = load_source("alp", FileSource(path=str(p), format="alpaca"))
+    rows = list(res.rows)
+    assert [r["kind"] for r in rows] == ["chat", "chat"]
+    assert rows[0]["messages"][0]["content"] == "Add\n\n2 and 3"
+    assert rows[1]["messages"] == [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi"}]
+    assert all(r["source"] == "alp" and len(r["id"]) == 16 for r in rows)
+
+
+def test_ids_are_stable_and_repeats_distinct(tmp_path):
+    rec = {"instruction": "x", "input": "", "output": "y"}
+    p = _jsonl(tmp_path / "a.jsonl", [rec, rec])
+    a = load_source("s", FileSource(path=str(p), format="alpaca")).rows["id"]
+    b = load_source("s", FileSource(path=str(p), format="alpaca")).rows["id"]
+    assert a == b and a[1] == a[0] + ".1"
+
+
+def test_gsm8k_answer_parsing():
+    assert gsm8k_final_answer("... so 3\n#### 1,234") == "1234"
+    assert gsm8k_final_answer("#### -5") == "-5"
+    with pytest.raises(MalformedRow) as e:
+        gsm8k_final_answer("no final line")
+    assert e.value.reason == "unparsable_answer"
+
+
+def test_gsm8k_format_quarantines_unparsable(tmp_path):
+    p = _jsonl(tmp_path / "g.jsonl", [{"question": "q1", "answer": "work\n#### 72"},
+                                      {"question": "q2", "answer": "work\n#### seventy"}])
+    res = load_source("g", FileSource(path=str(p), format="gsm8k"))
+    assert len(res.rows) == 1 and res.rows[0]["ground_truth"] == "72" and res.rows[0]["verifier"] == "gsm8k"
+    assert [q["reason"] for q in res.quarantine] == ["unparsable_answer"]
+
+
+def test_hh_rlhf_transcripts():
+    msgs = parse_transcript("\n\nHuman: hi\n\nAssistant: hello\n\nHuman: bye\n\nAssistant: ok")
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant"]
+
+
+def test_hh_rlhf_preference(tmp_path):
+    rec = {"chosen": "\n\nHuman: q?\n\nAssistant: good", "rejected": "\n\nHuman: q?\n\nAssistant: bad"}
+    bad = {"chosen": "\n\nHuman: q?\n\nAssistant: good", "rejected": "\n\nHuman: other?\n\nAssistant: bad"}
+    p = tmp_path / "h.jsonl.gz"
+    with gzip.open(p, "wt") as fh:
+        fh.write(json.dumps(rec) + "\n" + json.dumps(bad) + "\n")
+    res = load_source("hh", FileSource(path=str(p), format="hh_rlhf"))
+    row = res.rows[0]
+    assert row["kind"] == "preference" and row["prompt"] == [{"role": "user", "content": "q?"}]
+    assert row["chosen"][0]["content"] == "good" and row["rejected"][0]["content"] == "bad"
+    assert [q["reason"] for q in res.quarantine] == ["prompt_mismatch"]
+
+
+def test_real_hh_rlhf_loads():
+    path = needs_shared("hh_rlhf", "harmless_base_test.jsonl.gz")
+    res = load_source("hh", FileSource(path=str(path), format="hh_rlhf"))
+    assert len(res.rows) > 2000
+    assert res.stats["records"] == len(res.rows) + len(res.quarantine)
+
+
+def test_real_gsm8k_loads_all_rows():
+    path = needs_shared("gsm8k", "test.jsonl")
+    res = load_source("gsm", FileSource(path=str(path), format="gsm8k"))
+    assert len(res.rows) == 1319 and not res.quarantine
+
+
+def test_field_mapping_verifiable_csv(tmp_path):
+    p = tmp_path / "v.csv"
+    p.write_text("q,a\nWhat is 1+1?,2\nWhat is 2+2?,4\n")
+    spec = FileSource(path=str(p), kind="verifiable", fields={"prompt": "q", "ground_truth": "a"}, verifier="math")
+    res = load_source("v", spec)
+    assert res.rows["ground_truth"] == ["2", "4"] and res.rows[0]["prompt"][0]["role"] == "user"
+
+
+def test_parquet_chat_messages(tmp_path):
+    import datasets
+
+    p = tmp_path / "c.parquet"
+    datasets.Dataset.from_list([{"conv": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}]).to_parquet(str(p))
+    res = load_source("c", FileSource(path=str(p), kind="chat", fields={"messages": "conv"}))
+    assert res.rows[0]["messages"][1] == {"role": "assistant", "content": "b"}
+
+
+def test_malformed_jsonl_lines_quarantined_valid_kept(tmp_path):
+    good = [{"instruction": f"i{k}", "input": "", "output": f"o{k}"} for k in range(5)]
+    p = _jsonl(tmp_path / "m.jsonl", good, raw_lines=['{"instruction": "broken', '[1, 2]',
+                                                       json.dumps({"instruction": "x", "input": "", "output": 7}),
+                                                       json.dumps({"instruction": "y", "input": ""}),
+                                                       json.dumps({"instruction": "z", "input": "", "output": "   "})])
+    res = load_source("m", FileSource(path=str(p), format="alpaca"))
+    assert len(res.rows) == 5
+    reasons = sorted(q["reason"] for q in res.quarantine)
+    assert reasons == ["empty_assistant_turn", "invalid_json", "missing_field", "not_an_object", "wrong_type"]
+    assert res.stats == {"records": 10, "valid": 5, "quarantined": 5}
+
+
+def test_empty_assistant_turn_in_chat(tmp_path):
+    p = _jsonl(tmp_path / "c.jsonl", [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]},
+                                      {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}])
+    res = load_source("c", FileSource(path=str(p), kind="chat", fields={"messages": "messages"}))
+    assert len(res.rows) == 1 and res.quarantine[0]["reason"] == "empty_assistant_turn"
+    assert "hi" in res.quarantine[0]["raw"]  # the raw record is kept, nothing is lost
+
+
+def test_missing_file_is_clear(tmp_path):
+    from curation.sources import source_fingerprint
+
+    with pytest.raises(SourceError, match="data file not found"):
+        source_fingerprint(FileSource(path=str(tmp_path / "none.jsonl"), format="alpaca"))
+
+
+def test_empty_source_is_an_error(tmp_path):
+    p = tmp_path / "e.jsonl"
+    p.write_text("")
+    with pytest.raises(SourceError, match="yields no valid row"):
+        load_source("e", FileSource(path=str(p), format="alpaca"))
+
+
+def test_all_rows_malformed_names_reasons(tmp_path):
+    p = _jsonl(tmp_path / "bad.jsonl", [{"instruction": "a"}, {"instruction": "b"}])
+    with pytest.raises(SourceError, match="missing_field x2"):
+        load_source("bad", FileSource(path=str(p), format="alpaca"))
+
+
+def test_arithmetic_generator_splits_are_disjoint():
+    from recipe.schema import GeneratedSource
+
+    train = load_source("a", GeneratedSource(generate="arithmetic", split="train", n=3000, max_operand=9), seed=0).rows
+    test = load_source("t", GeneratedSource(generate="arithmetic", split="test", n=40, max_operand=9), seed=0).rows
+    q = lambda ds: {r["prompt"][0]["content"].split()[-3:][0] + r["prompt"][0]["content"] for r in ds}  # noqa: E731
+    key = lambda ds: {(r["skill"], json.loads(r["metadata"])["a"], json.loads(r["metadata"])["b"]) for r in ds}  # noqa: E731
+    assert not key(train) & key(test)
+    assert set(train["skill"]) == {"add", "sub", "mul"}
+    assert q(test)
+    for r in test:
+        m = json.loads(r["metadata"])
+        expected = {"add": m["a"] + m["b"], "sub": m["a"] - m["b"], "mul": m["a"] * m["b"]}[r["skill"]]
+        assert r["ground_truth"] == str(expected)

@@ -9,6 +9,7 @@ its reason and line number and keeps every valid one.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -96,6 +97,16 @@ def _tolerant_jsonl(path: str) -> Iterator[tuple[int, Any, str | None, str]]:
             yield lineno, rec, None, line
 
 
+@contextlib.contextmanager
+def _quiet_datasets():
+    level = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(level)
+
+
 def _read_records(spec) -> Iterable[tuple[int, Any, str | None]]:
     """(index, record or None, error) for every record of a file or Hub source."""
     path = spec.path
@@ -109,7 +120,8 @@ def _read_records(spec) -> Iterable[tuple[int, Any, str | None]]:
             raise SourceError(f"{path}: unknown file type; use .jsonl, .json, .parquet or .csv (optionally .gz)")
         kwargs = {"delimiter": "\t"} if _suffix(local) == ".tsv" else {}
         try:
-            ds = datasets.load_dataset(builder, data_files=local, split="train", **kwargs)
+            with _quiet_datasets():  # a parse failure is expected here and handled below
+                ds = datasets.load_dataset(builder, data_files=local, split="train", **kwargs)
             return ((i, r, None) for i, r in enumerate(ds))
         except Exception as exc:  # datasets raises several types for bad rows
             if builder != "json" or _suffix(local) != ".jsonl":

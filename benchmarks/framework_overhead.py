@@ -1,0 +1,91 @@
+"""Framework overhead and cache timings of the quickstart (issue 2).
+
+1. Overhead: the quickstart's SFT stage through ``recipe train`` (curation already cached, eval
+   removed) against ``benchmarks/plain_trl_sft.py`` (plain TRL on the same data and start model),
+   alternated in one run, each a fresh process timed end to end. Reports the wall-time ratio of
+   medians (target <= 1.05).
+2. Cache: wall time of a second ``recipe train`` of the unchanged quickstart (target < 10 s) and of a
+   run after changing only ``stages.0.lr`` (checks that no curation step re-runs).
+
+    python benchmarks/framework_overhead.py [--steps N] [--reps R]
+Writes benchmarks/results/framework_overhead.json.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = yaml.safe_load((ROOT / "recipes" / "quickstart.yaml").read_text())
+BIN = Path(sys.executable).parent
+
+
+def timed(cmd, **kw) -> tuple[float, str]:
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, **kw)
+    elapsed = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return elapsed, proc.stdout + proc.stderr
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=RECIPE["stages"][0]["max_steps"])
+    ap.add_argument("--reps", type=int, default=3)
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="rk-overhead-"))
+    recipe = dict(RECIPE)
+    recipe["eval"] = {}
+    recipe["stages"] = [dict(RECIPE["stages"][0], max_steps=a.steps)]
+    rpath = work / "quickstart_noeval.yaml"
+    rpath.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    cache = work / "cache"
+    # prepare: curation + base model into a shared cache (not timed)
+    prep = work / "prep"
+    timed([BIN / "recipe", "train", rpath, "--out", prep, "--cache-dir", cache, "stages.0.max_steps=1"])
+    data = prep / "datasets" / "sft.parquet"
+    base = json.loads((prep / "manifest.json").read_text())["base_model"]
+
+    framework, plain = [], []
+    for rep in range(a.reps):
+        t, _ = timed([BIN / "recipe", "train", rpath, "--out", work / f"rk{rep}", "--cache-dir", cache])
+        framework.append(t)
+        t, _ = timed([sys.executable, ROOT / "benchmarks" / "plain_trl_sft.py", data, base, work / f"plain{rep}", str(a.steps)])
+        plain.append(t)
+        print(f"rep {rep}: recipe train {framework[-1]:.1f}s, plain TRL {plain[-1]:.1f}s", flush=True)
+    ratio = statistics.median(framework) / statistics.median(plain)
+
+    # cache: full quickstart (with eval), then unchanged, then lr-only change
+    qs_out = work / "qs"
+    qs = ROOT / "recipes" / "quickstart.yaml"
+    steps = [f"stages.0.max_steps={a.steps}"]
+    timed([BIN / "recipe", "train", qs, "--out", qs_out, *steps])
+    t_unchanged, out_unchanged = timed([BIN / "recipe", "train", qs, "--out", qs_out, *steps])
+    t_lr, out_lr = timed([BIN / "recipe", "train", qs, "--out", qs_out, *steps, "stages.0.lr=2e-3"])
+    curation_reran = any(w in out_lr for w in (" running", " loading", " mixing"))
+
+    result = {
+        "command": f"python benchmarks/framework_overhead.py --steps {a.steps} --reps {a.reps}",
+        "steps": a.steps,
+        "recipe_train_s": framework,
+        "plain_trl_s": plain,
+        "overhead_ratio_median": ratio,
+        "second_run_unchanged_s": t_unchanged,
+        "lr_change_run_s": t_lr,
+        "lr_change_reran_curation": curation_reran,
+    }
+    out = ROOT / "benchmarks" / "results" / "framework_overhead.json"
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""SFT stage variants through the runner: a model loaded by path, LoRA (merged), packing."""
+
+import json
+
+import pytest
+
+from tests.conftest import tiny_recipe
+
+
+def _train(cli, write_recipe, tmp_path, recipe):
+    out = tmp_path / "run"
+    res = cli("train", write_recipe(recipe), "--out", out)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_model_by_local_path(cli, write_recipe, tmp_path, tiny_model_dir):
+    r = tiny_recipe(model={"path": str(tiny_model_dir), "dtype": "float32"})
+    out = _train(cli, write_recipe, tmp_path, r)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"][0]["input_model"] == str(tiny_model_dir)
+    assert (out / "stages" / "0-sft" / "final" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_lora_sft(cli, write_recipe, tmp_path, merge):
+    r = tiny_recipe()
+    r["stages"][0].update(peft={"name": "lora", "r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}, merge=merge)
+    out = _train(cli, write_recipe, tmp_path, r)
+    final = out / "stages" / "0-sft" / "final"
+    assert (final / "adapter_config.json").exists() != merge
+    results = json.loads((out / "eval" / "results.json").read_text())
+    assert "0-sft" in results["arith_test"]  # the trained model (merged or base+adapter) loads for eval
+
+
+def test_packing_and_full_loss(cli, write_recipe, tmp_path):
+    r = tiny_recipe()
+    r["stages"][0].update(packing=True, assistant_only_loss=False)
+    out = _train(cli, write_recipe, tmp_path, r)
+    log = json.loads((out / "stages" / "0-sft" / "final" / "train_log.json").read_text())
+    assert any("loss" in entry for entry in log)
+
+
+def test_model_path_that_cannot_load(cli, write_recipe, tmp_path):
+    r = tiny_recipe(model={"path": str(tmp_path / "no_model_here"), "dtype": "float32"})
+    r["stages"][0]["max_steps"] = 1
+    res = cli("train", write_recipe(r), "--out", tmp_path / "run")
+    assert res.exit_code == 1 and "cannot load" in res.output and "Traceback" not in res.output

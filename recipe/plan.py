@@ -62,6 +62,29 @@ def stage_done(out: Path, index: int, kind: str, key: str) -> bool:
     return info.get("key") == key and info.get("status") == "done"
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                   "tokenizer.model", "vocab.json", "merges.txt")
+
+
+def local_model_fingerprint(path: str) -> dict[str, Any] | None:
+    """For a local model directory: sha256 of its tokenizer and chat-template files (a changed
+    template or tokenizer must invalidate token-dependent steps), and size + mtime of the other
+    files (hashing multi-GB weights on every plan would be too slow). None for a Hub id."""
+    import hashlib
+
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        return None
+    out: dict[str, Any] = {}
+    for f in sorted(p for p in root.iterdir() if p.is_file()):
+        if f.name in TOKENIZER_FILES:
+            out[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+        else:
+            st = f.stat()
+            out[f.name] = [st.st_size, int(st.st_mtime)]
+    return out
+
+
 def make_plan(loaded: LoadedRecipe, cache: Cache, out: Path) -> Plan:
     r, resolved = loaded.recipe, loaded.resolved
     nodes: list[Node] = []
@@ -80,7 +103,8 @@ def make_plan(loaded: LoadedRecipe, cache: Cache, out: Path) -> Plan:
         model_key = stable_hash(describe)
         nodes.append(Node("model", "base", model_key, describe, cache.has("model", model_key)))
     else:
-        describe = {"path": r.model.path, "revision": r.model.revision, "dtype": r.model.dtype}
+        describe = {"path": r.model.path, "revision": r.model.revision, "dtype": r.model.dtype,
+                    "local": local_model_fingerprint(r.model.path)}
         model_key = stable_hash(describe)
         nodes.append(Node("model", "base", model_key, describe, True, {"path": r.model.path}))
 

@@ -3,7 +3,10 @@
 ``math`` / ``gsm8k`` follow Tülu 3's GSM8K verifier (open-instruct ``ground_truth_utils.py``):
 remove digit-group commas, take the last match of ``[-+]?\\d*\\.\\d+|\\d+``, and compare it with
 the ground truth as a lower-cased string (so "72.0" does not match "72", as there). ``exact``
-compares stripped strings. A user verifier is a dotted path to ``fn(completion, ground_truth)``.
+compares stripped strings. ``boxed`` is Tülu 3's MATH verifier (last ``\\boxed{}``, Minerva
+"final answer is", last ``$...$``; normalisation and equivalence in :mod:`eval.math_answer`).
+``ifeval`` checks an IFEval-style constraint given as JSON ``{func_name, kwargs}``
+(:mod:`eval.ifeval`). A user verifier is a dotted path to ``fn(completion, ground_truth)``.
 """
 
 from __future__ import annotations
@@ -42,6 +45,21 @@ def gsm8k_verifier(completion: str, ground_truth: str) -> float:
 @VERIFIERS.register("exact")
 def exact_verifier(completion: str, ground_truth: str) -> float:
     return float(completion.strip() == ground_truth.strip())
+
+
+@VERIFIERS.register("boxed")
+def boxed_verifier(completion: str, ground_truth: str) -> float:
+    from eval.math_answer import candidates, ground_truth_answer, is_equiv
+
+    truth = ground_truth_answer(ground_truth)
+    return float(any(is_equiv(c, truth) for c in candidates(completion)))
+
+
+@VERIFIERS.register("ifeval")
+def ifeval_verifier(completion: str, ground_truth: str) -> float:
+    from eval.ifeval import ifeval_score
+
+    return ifeval_score(completion, ground_truth)
 
 
 def get_verifier(name: str) -> Verifier:

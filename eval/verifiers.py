@@ -2,7 +2,11 @@
 
 ``math`` / ``gsm8k`` follow Tülu 3's GSM8K verifier (open-instruct ``ground_truth_utils.py``):
 remove digit-group commas, take the last match of ``[-+]?\\d*\\.\\d+|\\d+``, and compare it with
-the ground truth as a lower-cased string (so "72.0" does not match "72", as there). ``exact``
+the ground truth as a lower-cased string (so "72.0" does not match "72", as there). Deviation: in
+open-instruct's regex the sign binds only to decimals, so a negative integer answer ("#### -3")
+can never match; here a leading ``-``/``+`` belongs to any number it is not a binary operator for
+(not preceded by a letter, digit or ``)``), and a ``+`` sign is dropped before comparing. Measured:
+GSM8K test reference solutions 1317/1319 -> 1319/1319 (benchmarks/gsm8k_verifier.py). ``exact``
 compares stripped strings. ``boxed`` is Tülu 3's MATH verifier (last ``\\boxed{}``, Minerva
 "final answer is", last ``$...$``; normalisation and equivalence in :mod:`eval.math_answer`).
 ``ifeval`` checks an IFEval-style constraint given as JSON ``{func_name, kwargs}``
@@ -20,7 +24,7 @@ Verifier = Callable[[str, str], float]
 VERIFIERS: Registry = Registry("verifier")
 
 _THOUSANDS = re.compile(r"(\d),(\d{3})(?!\d)")
-_NUMBER = re.compile(r"[-+]?\d*\.\d+|\d+")
+_NUMBER = re.compile(r"(?:(?<![\w)])[-+])?(?:\d*\.\d+|\d+)")
 
 
 def last_number(text: str) -> str | None:
@@ -39,7 +43,7 @@ def gsm8k_verifier(completion: str, ground_truth: str) -> float:
     if answer is None:
         return 0.0
     truth = ground_truth.replace(",", "").strip().lower()
-    return float(answer.lower() == truth)
+    return float(answer.lstrip("+").lower() == truth.lstrip("+"))
 
 
 @VERIFIERS.register("exact")

@@ -105,12 +105,14 @@ def curate(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Option
 @app.command()
 def train(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optional[Path] = OutOpt,
           cache_dir: Optional[Path] = CacheOpt,
-          resume: bool = typer.Option(False, "--resume", help="continue the unfinished stage from its last checkpoint")):
+          resume: bool = typer.Option(False, "--resume", help="continue the unfinished stage from its last checkpoint"),
+          gpus: Optional[int] = typer.Option(None, "--gpus", min=1,
+                                             help="run each stage on N processes (accelerate launch; torchrun on CPU)")):
     """Curate, run the training stages in order, then evaluate."""
     runner = _runner(recipe, overrides, out, cache_dir)
     if resume and not any(runner.out.glob("stages/*/checkpoint-*")) and not any(runner.out.glob("stages/*/stage.json")):
         _fail(RuntimeError(f"nothing to resume in {runner.out}: no stage has started there"))
-    _guard(lambda: runner.train(resume=resume))
+    _guard(lambda: runner.train(resume=resume, gpus=gpus))
     _guard(runner.evaluate)
     console.print(f"[green]done[/] -> {runner.out}")
 

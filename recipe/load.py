@@ -131,7 +131,7 @@ def _siblings(data: Any, path: tuple) -> set[str]:
             continue
         if model == "stages":
             kind = node.get("kind") if isinstance(node, dict) else None
-            model = {"sft": schema.SFTStage}.get(kind, schema.SFTStage) if isinstance(part, int) else model
+            model = schema.stage_models().get(kind, schema.SFTStage) if isinstance(part, int) else model
             continue
         if model == "sources":
             model = FileSource
@@ -149,10 +149,18 @@ def _siblings(data: Any, path: tuple) -> set[str]:
     return all_field_names()
 
 
+def _stage_kinds() -> set[str]:
+    from recipe.schema import stage_models
+
+    return set(stage_models())
+
+
 def _problems_from_validation(exc: ValidationError, data: dict, prefix: tuple = ()) -> list[Problem]:
     problems = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if p not in ("file", "generated", "sft", "function-after[_one_of(), ModelSpec]"))
+        if len(loc) > 2 and loc[0] == "stages" and loc[2] in _stage_kinds():
+            loc = loc[:2] + loc[3:]  # the union's tag (stage kind) is not a key
         # drop union-branch tags pydantic inserts (type names) but keep real keys
         loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("int", "float", "MixShare"))))
         path = prefix + loc
@@ -169,7 +177,9 @@ def _problems_from_validation(exc: ValidationError, data: dict, prefix: tuple = 
         elif err["type"] == "union_tag_invalid" or (err["type"] == "literal_error" and loc and loc[-1] == "kind"):
             value = err.get("input")
             value = value.get("kind") if isinstance(value, dict) else value
-            known = ["sft"]
+            from recipe.schema import stage_models
+
+            known = sorted(stage_models())
             problems.append(Problem(path if loc[-1:] == ("kind",) else path + ("kind",),
                                     f"unknown stage kind; known: {', '.join(known)}", value, _suggest(value, known)))
         else:

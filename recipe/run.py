@@ -257,34 +257,119 @@ class Runner:
             return stage_dir(self.out, i, self.recipe.stages[i].kind) / "final"
         return model_name  # a path
 
-    def train(self, resume: bool = False) -> None:
+    def train(self, resume: bool = False, gpus: int | None = None) -> None:
+        """Curate, then run every unfinished stage in order (in-process, or launched when ``gpus``
+        or the recipe's ``launch:`` asks for several processes). ``manifest.json`` is rewritten at
+        every status change, so a killed run leaves a manifest that says which stage was running."""
         datasets_ = self.curate()
         base = self.base_model_dir()
-        manifest = {"recipe_hash": self.loaded.hash, "base_model": str(base), "stages": []}
-        for node in self.plan.of_kind("stage"):
+        launch = self._launch_spec(gpus)
+        manifest = {"recipe_hash": self.loaded.hash, "base_model": str(base), "stages": [],
+                    "launch": launch.model_dump() if launch else None}
+        nodes = self.plan.of_kind("stage")
+        for node in nodes:
             i, kind = node.extra["index"], node.extra["kind"]
             stage = self.recipe.stages[i]
             sdir = stage_dir(self.out, i, kind)
-            start_dir = self.model_dir_of(node.extra["start"])
-            entry = {"name": node.name, "kind": kind, "key": node.key, "input_model": str(start_dir),
-                     "data": stage.data, "data_key": node.describe["data"], "rows": len(datasets_[stage.data]),
-                     "output": str(sdir / "final")}
+            manifest["stages"].append({
+                "name": node.name, "kind": kind, "key": node.key, "from": node.extra["start"],
+                "input_model": str(self.model_dir_of(node.extra["start"])), "data": stage.data,
+                "data_key": node.describe["data"], "rows": len(datasets_[stage.data]),
+                "output": str(sdir / "final"), "adapter_only": bool(stage.peft and not stage.merge),
+                "status": "done" if node.cached else "pending"})
+        self._write_manifest(manifest)
+        for node, entry in zip(nodes, manifest["stages"]):
+            i, kind = node.extra["index"], node.extra["kind"]
+            stage = self.recipe.stages[i]
+            sdir = stage_dir(self.out, i, kind)
             if node.cached:
                 self._say(node, "[green]done (cached)[/]")
-                entry["status"] = "done"
-                manifest["stages"].append(entry)
                 continue
             resume_here = resume and self._check_resume(sdir, node)
+            if not resume_here:
+                _clear_checkpoints(sdir)  # a fresh start never trusts an older run's checkpoints
             self._say(node, "resuming" if resume_here else "training")
             started = time.time()
             self._write_stage_marker(sdir, node, "running")
-            result = self._run_stage(stage, start_dir, datasets_[stage.data], sdir, resume_here)
-            self._write_stage_marker(sdir, node, "done", metrics=result.metrics)
+            entry["status"] = "running"
+            if resume_here:
+                from training.common import resume_checkpoint
+
+                entry["resumed_from"] = resume_checkpoint(sdir)
+            self._write_manifest(manifest)
+            continued = node.extra["start"] != "base"
+            if launch:
+                metrics, entry["launch_command"] = self._launch_stage(launch, i, stage, entry["input_model"], sdir,
+                                                                      resume_here, continued)
+            else:
+                metrics = self._run_stage(stage, entry["input_model"], datasets_[stage.data], sdir, resume_here,
+                                          continued=continued).metrics
+            self._write_stage_marker(sdir, node, "done", metrics=metrics)
             self.timings[f"stage:{node.name}"] = time.time() - started
-            entry.update(status="done", metrics=result.metrics, seconds=time.time() - started)
-            manifest["stages"].append(entry)
-            (self.out / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
-        (self.out / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+            entry.update(status="done", metrics=metrics, seconds=time.time() - started)
+            if not (sdir / "lr_schedule.png").is_file():
+                _plot_logged_lr(sdir)
+            self._write_manifest(manifest)
+
+    def _write_manifest(self, manifest: dict) -> None:
+        tmp = self.out / "manifest.json.tmp"
+        tmp.write_text(json.dumps(manifest, indent=1, default=str))
+        tmp.replace(self.out / "manifest.json")
+
+    def _launch_spec(self, gpus: int | None):
+        """The launch to use, or None for in-process: ``--gpus N`` overrides ``launch.num_processes``."""
+        from recipe.schema import LaunchSpec
+
+        spec = self.recipe.launch
+        if gpus is None and spec is None:
+            return None
+        spec = (spec or LaunchSpec()).model_copy()
+        if gpus is not None:
+            spec.num_processes = gpus
+        if not spec.num_processes:
+            from training.models import has_gpu
+
+            if not has_gpu():
+                return None  # a recipe's launch block without a count runs in-process on CPU
+            import torch
+
+            spec.num_processes = torch.cuda.device_count() * spec.num_machines
+        if spec.num_processes == 1 and spec.num_machines == 1:
+            return None
+        return spec
+
+    def _stage_job(self, i: int, stage, start_dir, sdir: Path, resume: bool, continued: bool) -> Path:
+        """Write what a launched stage needs (``training.launch_stage`` reads it)."""
+        job = {"stage": self.loaded.resolved["stages"][i], "start_model": str(start_dir),
+               "adapter": _adapter_mode(stage, start_dir), "dtype": self.recipe.model.dtype,
+               "data": str((self.out / "datasets" / f"{stage.data}.parquet").resolve()),
+               "stage_dir": str(sdir.resolve()), "seed": self.recipe.seed, "resume": resume, "continued": continued}
+        sdir.mkdir(parents=True, exist_ok=True)
+        path = sdir / "job.json"
+        path.write_text(json.dumps(job, indent=1))
+        return path
+
+    def _launch_stage(self, launch, i: int, stage, start_dir, sdir: Path, resume: bool, continued: bool):
+        import os
+        import subprocess
+
+        from training.launch import LaunchError, launch_command
+        from training.models import has_gpu
+
+        job = self._stage_job(i, stage, start_dir, sdir, resume, continued)
+        (sdir / "result.json").unlink(missing_ok=True)
+        try:
+            cmd = launch_command(launch, job, gpu=has_gpu())
+        except LaunchError as exc:
+            raise RunError(str(exc)) from None
+        self.console.print("  [dim]$ " + " ".join(cmd) + "[/]")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                                            os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+        proc = subprocess.run(cmd, env=env)
+        if proc.returncode != 0 or not (sdir / "result.json").is_file():
+            raise RunError(f"the launched stage {sdir.name} failed (exit {proc.returncode}); its output is above; "
+                           f"re-run with --resume to continue from its last checkpoint")
+        return json.loads((sdir / "result.json").read_text())["metrics"], cmd
 
     def _write_stage_marker(self, sdir: Path, node: Node, status: str, **extra) -> None:
         sdir.mkdir(parents=True, exist_ok=True)
@@ -304,18 +389,19 @@ class Runner:
                            f"({', '.join(changed) or 'inputs changed'}); run without --resume to start it over")
         return True
 
-    def _run_stage(self, stage, start_dir, rows, sdir: Path, resume: bool):
+    def _run_stage(self, stage, start_dir, rows, sdir: Path, resume: bool, continued: bool = False):
         from training.models import load_model, load_tokenizer
         from training.stages import run_stage
 
         from transformers.utils import logging as hf_logging
 
         dtype = self.recipe.model.dtype
-        model = load_model(str(start_dir), dtype=dtype, revision=None)
+        model = load_model(str(start_dir), dtype=dtype, revision=None, adapter=_adapter_mode(stage, start_dir))
         tokenizer = load_tokenizer(str(start_dir))
         hf_logging.enable_progress_bar()  # the trainer's step bar
         try:
-            return run_stage(stage, model, tokenizer, rows, sdir, seed=self.recipe.seed, resume=resume)
+            return run_stage(stage, model, tokenizer, rows, sdir, seed=self.recipe.seed, resume=resume,
+                             continued=continued)
         finally:
             hf_logging.disable_progress_bar()
 
@@ -365,6 +451,31 @@ class Runner:
                 skills = " ".join(f"{k}={v:.2f}" for k, v in res["by_skill"].items())
                 t.add_row(ev, model_name, f"{res['accuracy']:.3f}", str(res["n"]), skills)
         self.console.print(t)
+
+
+def _adapter_mode(stage, start_dir) -> str:
+    """A start model that is an unmerged LoRA adapter: a LoRA stage keeps training that adapter, a
+    full fine-tuning stage merges it first (``training.models.load_model``)."""
+    return "train" if stage.peft is not None else "merge"
+
+
+def _clear_checkpoints(sdir: Path) -> None:
+    import shutil
+
+    for ckpt in Path(sdir).glob("checkpoint-*"):
+        shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def _plot_logged_lr(sdir: Path) -> None:
+    """Fallback plot from the trainer's logged lr (a stage runner that did not call schedules.install)."""
+    log = Path(sdir) / "final" / "train_log.json"
+    if not log.is_file():
+        return
+    from training.schedules import plot_schedule
+
+    points = [r["learning_rate"] for r in json.loads(log.read_text()) if "learning_rate" in r]
+    if points:
+        plot_schedule(points, Path(sdir) / "lr_schedule.png", "learning rate as logged (every logging_steps)")
 
 
 def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -115,7 +115,35 @@ class LoraSpec(Strict):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
-LrScheduler = Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"]
+LrScheduler = Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr", "wsd", "infinite"]
+
+
+class ScheduleSpec(Strict):
+    """Options of the learning-rate schedule (``training/schedules.py`` has the formulas).
+
+    ``wsd`` (warmup-stable-decay, MiniCPM / Hägele et al. 2024) uses ``decay``, ``decay_ratio`` and
+    ``min_lr_ratio``; ``infinite`` (Singh et al. 2025, "Beyond Cosine Decay") uses
+    ``cooldown_ratio``, ``constant_ratio``, ``constant_lr_ratio`` (η_c/η_max) and ``min_lr_ratio``
+    (η_min/η_max). ``rewarm`` applies when a stage starts from an earlier stage's output.
+    """
+
+    decay: Literal["linear", "cosine", "1-sqrt"] = Field("linear", description="wsd: shape of the final decay")
+    decay_ratio: float = Field(0.2, gt=0, le=1, description="wsd: fraction of the steps spent decaying")
+    min_lr_ratio: float | None = Field(
+        None, ge=0, lt=1, description="final lr / peak lr (wsd default 0.0, infinite default 0.01, cosine_with_min_lr 0.0)")
+    cooldown_ratio: float = Field(0.15, gt=0, lt=1, description="infinite: cosine cooldown ends at this fraction of steps")
+    constant_ratio: float = Field(0.80, gt=0, lt=1, description="infinite: the constant phase ends (anneal starts) here")
+    constant_lr_ratio: float = Field(0.25, gt=0, le=1, description="infinite: η_c / η_max")
+    rewarm: bool | None = Field(
+        None, description="when the stage starts from an earlier stage: warm up again (default for all but "
+                          "infinite) or not (infinite default: stay at η_c, then anneal)")
+    rewarm_from: float = Field(0.0, ge=0, lt=1, description="re-warm-up starts at this fraction of the peak lr")
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.constant_ratio <= self.cooldown_ratio:
+            raise ValueError("infinite schedule: constant_ratio must be larger than cooldown_ratio")
+        return self
 
 
 class StageBase(Strict):
@@ -129,6 +157,7 @@ class StageBase(Strict):
     lr: float = Field(2e-5, gt=0)
     lr_scheduler: LrScheduler = "linear"
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="options of wsd / infinite / re-warming")
     batch_size: int = Field(8, ge=1, description="per device")
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(1024, ge=8)
@@ -141,6 +170,14 @@ class StageBase(Strict):
     logging_steps: int = Field(10, ge=1)
     seed: int | None = None
 
+    @model_validator(mode="after")
+    def _schedule_fits(self):
+        s = self.schedule
+        if self.lr_scheduler == "infinite" and s.min_lr_ratio is not None and not 0 < s.min_lr_ratio < s.constant_lr_ratio:
+            raise ValueError("schedule.min_lr_ratio: the infinite schedule anneals from η_c down to η_min > 0; "
+                             "give 0 < min_lr_ratio < constant_lr_ratio")
+        return self
+
 
 class SFTStage(StageBase):
     kind: Literal["sft"]
@@ -148,7 +185,43 @@ class SFTStage(StageBase):
     assistant_only_loss: bool = True
 
 
-StageSpec = Annotated[Union[SFTStage], Field(discriminator="kind")]
+class PretrainStage(StageBase):
+    """Continued pretraining: causal-LM loss on every token of ``text`` rows, documents packed into
+    ``max_length`` blocks (``wrapped``: concatenated with EOS and cut, as in GPT-style pretraining;
+    ``bfd``: best-fit packing without cutting documents)."""
+
+    kind: Literal["pretrain"]
+    packing: bool = True
+    packing_strategy: Literal["wrapped", "bfd"] = "wrapped"
+
+
+StageSpec = Annotated[Union[SFTStage, PretrainStage], Field(discriminator="kind")]
+
+
+class LaunchSpec(Strict):
+    """Run each stage under ``accelerate launch`` with a shipped profile (training/launch_profiles/).
+
+    ``num_processes`` is the total over all machines (``--gpus N`` on the command line sets it);
+    the multi-node keys pass through to ``accelerate launch``. ``launcher: torchrun`` runs the
+    stage with ``torchrun`` instead (the CPU multi-process path; ``auto`` picks it when no GPU is
+    visible)."""
+
+    profile: Literal["ddp", "fsdp2", "zero2", "zero3"] = "ddp"
+    num_processes: int | None = Field(None, ge=1)
+    num_machines: int = Field(1, ge=1)
+    machine_rank: int = Field(0, ge=0)
+    main_process_ip: str | None = None
+    main_process_port: int | None = Field(None, ge=1, le=65535)
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = None
+    launcher: Literal["auto", "accelerate", "torchrun"] = "auto"
+
+    @model_validator(mode="after")
+    def _multi_node(self):
+        if self.num_machines > 1 and not self.main_process_ip:
+            raise ValueError("a multi-machine launch (num_machines > 1) needs `main_process_ip`")
+        if self.machine_rank >= self.num_machines:
+            raise ValueError(f"machine_rank {self.machine_rank} must be below num_machines {self.num_machines}")
+        return self
 
 
 class EvalSpec(Strict):
@@ -170,6 +243,7 @@ class Recipe(Strict):
     selection: dict[str, list[dict[str, dict[str, Any] | None]]] = Field(default_factory=dict)
     stages: list[StageSpec] = Field(default_factory=list)
     eval: dict[str, EvalSpec] = Field(default_factory=dict)
+    launch: LaunchSpec | None = Field(None, description="multi-process launch of every stage (or `--gpus N`)")
 
     @model_validator(mode="after")
     def _references(self):
@@ -208,10 +282,19 @@ class ReferenceErrors(ValueError):
         self.errors = errors
 
 
+def stage_models() -> dict[str, type]:
+    """kind -> stage model, read off the ``StageSpec`` union (a new kind needs only the union edit)."""
+    import typing
+
+    union = typing.get_args(StageSpec)[0]
+    return {typing.get_args(m.model_fields["kind"].annotation)[0]: m for m in typing.get_args(union)}
+
+
 def all_field_names() -> set[str]:
     """Every key the schema knows (for "did you mean" when the location is ambiguous)."""
     names: set[str] = set()
-    for model in (Recipe, ModelSpec, FileSource, GeneratedSource, MixShare, LoraSpec, SFTStage, EvalSpec):
+    for model in (Recipe, ModelSpec, FileSource, GeneratedSource, MixShare, LoraSpec, SFTStage, EvalSpec,
+                  PretrainStage, ScheduleSpec, LaunchSpec):
         for fname, finfo in model.model_fields.items():
             names.add(finfo.alias or fname)
     return names

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from training.models import bf16_available, has_gpu
+from training.schedules import hf_scheduler_type
 
 
 @dataclass
@@ -25,7 +26,7 @@ def trainer_args(stage, stage_dir: Path, seed: int) -> dict[str, Any]:
         num_train_epochs=stage.epochs,
         max_steps=stage.max_steps or -1,
         learning_rate=stage.lr,
-        lr_scheduler_type=stage.lr_scheduler,
+        lr_scheduler_type=hf_scheduler_type(stage.lr_scheduler),  # wsd/infinite: see training.schedules.install
         warmup_steps=stage.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
         per_device_train_batch_size=stage.batch_size,
         gradient_accumulation_steps=stage.grad_accum,
@@ -45,33 +46,70 @@ def trainer_args(stage, stage_dir: Path, seed: int) -> dict[str, Any]:
     )
 
 
-def lora_config(spec):
+def lora_config(spec, model=None):
+    """PEFT ``LoraConfig`` for ``peft: {name: lora}``; None when ``model`` already carries an adapter
+    (an unmerged LoRA stage before this one: the stage continues training that adapter)."""
     if spec is None:
         return None
+    if model is not None:
+        from accelerate.utils import is_peft_model
+
+        if is_peft_model(model):
+            return None
     from peft import LoraConfig
 
     return LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
                       target_modules=spec.target_modules, task_type="CAUSAL_LM")
 
 
+def _complete_checkpoint(path: Path) -> bool:
+    """HF's ``Trainer._save_checkpoint`` writes ``trainer_state.json`` last (after the weights,
+    optimizer, scheduler and RNG states), so a checkpoint whose state file parses is complete; one
+    cut short by a kill is skipped."""
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def resume_checkpoint(stage_dir: Path) -> str | None:
-    checkpoints = sorted(Path(stage_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(checkpoints[-1]) if checkpoints else None
+    """The last complete ``checkpoint-N`` of a stage directory, or None."""
+    checkpoints = sorted((p for p in Path(stage_dir).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                         key=lambda p: int(p.name.split("-")[-1]))
+    complete = [p for p in checkpoints if _complete_checkpoint(p)]
+    return str(complete[-1]) if complete else None
 
 
 def save_final(trainer, tokenizer, stage, stage_dir: Path, output) -> TrainResult:
-    """Save the trained model to ``<stage_dir>/final`` atomically (temp dir, then rename)."""
+    """Save the trained model to ``<stage_dir>/final`` atomically (temp dir, then rename).
+
+    With LoRA, ``merge: true`` merges the adapter into the weights (the next stage starts from a
+    plain model); ``merge: false`` saves the adapter alone (``adapter_config.json`` names the base),
+    and ``training.models.load_model`` loads base + adapter for the next stage. Under a multi-process
+    launch every rank joins the save (``Trainer.save_model`` gathers FSDP/ZeRO-3 shards) and the main
+    process writes and renames."""
+    from accelerate.utils import is_peft_model
+
     final = Path(stage_dir) / "final"
     tmp = Path(stage_dir) / "final.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model = trainer.model
-    if stage.peft is not None and stage.merge:
-        model = model.merge_and_unload()
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    main = trainer.is_world_process_zero()
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if is_peft_model(model) and stage.merge:
+        if main:
+            model.merge_and_unload().save_pretrained(tmp)
+    else:
+        trainer.save_model(str(tmp))
     history = trainer.state.log_history
-    (tmp / "train_log.json").write_text(json.dumps(history, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    if main:
+        tokenizer.save_pretrained(tmp)
+        (tmp / "train_log.json").write_text(json.dumps(history, indent=1))
+        for extra in ("training_args.bin",):
+            (tmp / extra).unlink(missing_ok=True)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    trainer.accelerator.wait_for_everyone()
     return TrainResult(final, dict(output.metrics), history)

@@ -45,15 +45,25 @@ def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bo
     return tok
 
 
-def load_model(path: str, dtype: str = "float32", revision: str | None = None, trust_remote_code: bool = False):
+def is_adapter_dir(path) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def load_model(path: str, dtype: str = "float32", revision: str | None = None, trust_remote_code: bool = False,
+               adapter: str = "frozen"):
+    """Load a causal LM; a PEFT adapter directory loads as base (from its ``adapter_config.json``) +
+    adapter, and ``adapter`` says what to do with it: ``frozen`` (eval), ``train`` (a LoRA stage
+    continues training this adapter) or ``merge`` (merge it and return a plain model, for a stage
+    that trains all weights)."""
     from transformers import AutoModelForCausalLM
 
     kwargs = dict(dtype=torch_dtype(dtype), revision=revision, trust_remote_code=trust_remote_code)
     try:
-        if (Path(path) / "adapter_config.json").is_file():
+        if is_adapter_dir(path):
             from peft import AutoPeftModelForCausalLM
 
-            return AutoPeftModelForCausalLM.from_pretrained(path, **kwargs)
+            model = AutoPeftModelForCausalLM.from_pretrained(path, is_trainable=adapter == "train", **kwargs)
+            return model.merge_and_unload() if adapter == "merge" else model
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise ModelLoadError(f"cannot load a causal LM from {path!r}: {str(exc).splitlines()[0]}. "

@@ -31,3 +31,17 @@ def to_sft(rows: datasets.Dataset) -> datasets.Dataset:
         return {"messages": row["prompt"] + [{"role": "assistant", "content": solution or row["ground_truth"]}]}
 
     return rows.map(convert, remove_columns=rows.column_names, desc="sft format")
+
+
+def to_text(rows: datasets.Dataset) -> datasets.Dataset:
+    """Pretraining takes a ``text`` column. Text rows as they are; other kinds are refused (render
+    chat data into text rows in a source if that is really wanted)."""
+    kinds = set(rows["kind"])
+    if kinds - {"text"}:
+        raise StageDataError(f"a pretrain stage needs text rows; this dataset has {sorted(kinds - {'text'})} rows "
+                             "(use a `kind: sft` stage for chat/verifiable data, or a source with `kind: text`)")
+    empty = sum(1 for t in rows["text"] if not t)
+    if empty == len(rows):
+        raise StageDataError("every text row of this dataset is empty")
+    rows = rows.filter(lambda r: bool(r["text"]), desc="drop empty text") if empty else rows
+    return rows.select_columns(["text"])

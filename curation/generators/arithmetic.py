@@ -7,8 +7,8 @@ operands in ``[0, max_operand]``; a problem is phrased with one of a few templat
 independent of the seed, so any train and test source of the same generator never share a problem
 (the held-out accuracy measures generalisation, not recall). Train rows are drawn with replacement
 (duplicates happen, as in real pools; ``exact_dedup`` removes them); test rows are distinct.
-Rows are ``verifiable`` (prompt, ground_truth, verifier ``math``) with the skill set, or ``chat``
-with the answer as the assistant turn.
+Rows are ``verifiable`` (prompt, ground_truth, verifier ``math``) with the skill set, ``chat``
+with the answer as the assistant turn, or ``preference`` (the answer chosen, a near miss rejected).
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class ArithmeticParams(BaseModel):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     templates: Literal["plain", "word"] = "word"
     as_chat: bool = Field(False, description="emit chat rows (answer as assistant turn) instead of verifiable")
+    as_preference: bool = Field(False, description="emit preference rows: chosen = the answer, rejected = a near miss "
+                                                   "(answer ± 1..3, or its digits reversed)")
     seed: int | None = Field(None, description="defaults to the recipe seed")
 
 
@@ -67,6 +69,14 @@ def _problems(skill: str, max_operand: int) -> Iterator[tuple[int, int]]:
 
 def answer(skill: str, a: int, b: int) -> int:
     return _OPS[skill][0](a, b)
+
+
+def _near_miss(value: int, rng: random.Random) -> str:
+    """A plausible wrong answer (the rejected side of a pair): off by 1..3, or the digits reversed."""
+    if value >= 10 and rng.random() < 0.3 and str(value)[::-1] != str(value):
+        return str(int(str(value)[::-1]))
+    wrong = value + rng.choice([-3, -2, -1, 1, 2, 3])
+    return str(wrong if wrong >= 0 else value + 1)
 
 
 @GENERATORS.register("arithmetic")
@@ -101,7 +111,19 @@ def generate(params: ArithmeticParams, *, source: str, split: str, seed: int) ->
         question = template.format(a=a, b=b, sym=sym, word=word)
         result = str(fn(a, b))
         meta = {"a": a, "b": b, "split": split}
-        if params.as_chat:
+        if params.as_preference:
+            rows.append(
+                make_row(
+                    "preference",
+                    source,
+                    prompt=[{"role": "user", "content": question}],
+                    chosen=[{"role": "assistant", "content": result}],
+                    rejected=[{"role": "assistant", "content": _near_miss(int(result), rng)}],
+                    skill=skill,
+                    metadata=meta,
+                )
+            )
+        elif params.as_chat:
             rows.append(
                 make_row(
                     "chat",

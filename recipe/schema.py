@@ -183,6 +183,8 @@ class SFTStage(StageBase):
     kind: Literal["sft"]
     packing: bool = False
     assistant_only_loss: bool = True
+    chat_template_path: str | None = Field(
+        None, description="a Jinja chat template (or a tokenizer dir) to train with, e.g. for a base model that has none")
 
 
 class PretrainStage(StageBase):

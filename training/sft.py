@@ -25,6 +25,7 @@ def run_sft(stage, model, tokenizer, rows, stage_dir: Path, *, seed: int, resume
         max_length=stage.max_length,
         packing=stage.packing,
         assistant_only_loss=stage.assistant_only_loss,
+        chat_template_path=stage.chat_template_path,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                          peft_config=lora_config(stage.peft, model))

@@ -202,3 +202,12 @@ def row_text(row: dict[str, Any], field: str = "all") -> str:
     if field == "response":
         return "\n".join(response)
     return "\n".join(prompt + response)
+
+
+def row_texts(rows: datasets.Dataset, field: str = "all", batch_size: int = 10000) -> list[str]:
+    """``row_text`` of every row of a dataset, read in Arrow batches (far faster than ``rows[i]``)."""
+    out: list[str] = []
+    for batch in rows.iter(batch_size=batch_size):
+        keys = list(batch)
+        out.extend(row_text(dict(zip(keys, vals)), field) for vals in zip(*(batch[k] for k in keys)))
+    return out

@@ -1,0 +1,205 @@
+"""``decontaminate``: drop training rows that contain evaluation items (n-gram overlap or exact match).
+
+Method: Tülu 3 (Lambert et al. 2024, section 3.2 / the open-instruct decontamination tool) matches
+8-grams of training prompts against the eval suites and reports contamination per benchmark.
+Here, for a training row R and an eval item E with n-gram sets N(R), N(E) (word n-grams after
+normalisation, ``curation.shingles``: NFKC, lower-case, punctuation and whitespace only separate
+words), the overlap is
+
+    overlap(R, E) = |N(E) ∩ N(R)| / |N(E)|
+
+(the fraction of the eval item's n-grams found in the row), and R is contaminated when
+``max_E overlap(R, E) >= threshold``. Because punctuation, casing and spacing are normalised away
+and the score is containment of E in R (not Jaccard), an eval question pasted into an
+instruction with extra framing ("Question: ... Answer step by step.") is still caught.
+``mode: exact`` instead drops rows whose whole normalised text equals an eval item's.
+
+Deviations, stated: Tülu 3 ran this as a separate Elasticsearch workflow and decided per training
+*dataset*; this step decides per row, in memory (n-grams hashed to 64-bit ints; sorted arrays and
+``searchsorted``). An eval item with fewer than ``ngram`` words is matched by its whole word
+sequence (its one shingle), so short items are neither skipped nor over-matched.
+
+Options::
+
+    - decontaminate:
+        against: [gsm8k_test]   # names of recipe sources holding the eval items (required)
+        field: prompt           # training text compared: prompt | response | all
+        eval_field: prompt      # eval item text: prompt | response | all
+        ngram: 8                # words per n-gram (Tülu 3: 8)
+        threshold: 0.5          # overlap in (0, 1] at which a row counts as contaminated
+        mode: ngram             # ngram | exact
+        examples: 5             # examples per benchmark in the report
+
+Reason of a dropped row: ``ngram_overlap:<eval source>:<overlap>:<eval item id>`` (or
+``exact_match:<eval source>:<eval item id>``); score = the highest overlap over all eval items
+(1.0 for an exact match; 0 for rows that touch no eval n-gram). ``extras.contamination`` is the
+per-benchmark report for the data card: rows hit, eval items hit (of how many) and examples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from curation.rows import row_texts
+from curation.shingles import Tokens, ngram_hashes, normalise_words, tokenize
+from curation.steps import STEPS
+from curation.steps.base import Decisions, Step, StepError
+
+
+class DecontaminateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    against: list[str] = Field(..., min_length=1, description="recipe sources with the eval items")
+    field: Literal["all", "prompt", "response"] = "prompt"
+    eval_field: Literal["all", "prompt", "response"] = "prompt"
+    ngram: int = Field(8, ge=1, le=64)
+    threshold: float = Field(0.5, gt=0.0, le=1.0, description="overlap fraction in (0, 1]")
+    mode: Literal["ngram", "exact"] = "ngram"
+    examples: int = Field(5, ge=0)
+
+
+def _exact_keys(texts: list[str]) -> list[bytes | None]:
+    """Digest of each text's normalised word sequence (None when it has no words)."""
+    out: list[bytes | None] = []
+    for words in normalise_words(texts).to_pylist():
+        words = [w for w in words if w]
+        out.append(hashlib.blake2b(" ".join(words).encode("utf-8"), digest_size=16).digest() if words else None)
+    return out
+
+
+def _unique_pairs(hashes: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (owner, hash) pairs, sorted by hash."""
+    if len(hashes) == 0:
+        return hashes, owner
+    order = np.lexsort((owner, hashes))
+    h, o = hashes[order], owner[order]
+    new = np.r_[True, (h[1:] != h[:-1]) | (o[1:] != o[:-1])]
+    return h[new], o[new]
+
+
+class EvalIndex:
+    """The n-grams of a set of eval items, sorted for ``searchsorted``; one table per shingle size
+    (``n``, plus each length below ``n`` that some short item has: such an item is matched by its
+    full word sequence, so it is neither skipped nor over-matched)."""
+
+    def __init__(self, item_tokens: Tokens, n: int):
+        self.n_items = len(item_tokens.counts)
+        counts, starts = item_tokens.counts, item_tokens.starts
+        eff = np.where(counts >= n, n, counts)
+        self.tables: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        for m in np.unique(eff[eff > 0]).tolist():
+            sel = np.flatnonzero(eff == m)
+            sub = Tokens(np.concatenate([item_tokens.hashes[s:s + c] for s, c in zip(starts[sel], counts[sel])]), counts[sel])
+            ih, iowner = ngram_hashes(sub, m)
+            ih, iowner = _unique_pairs(ih, sel[iowner])
+            self.tables.append((m, ih, iowner, np.bincount(iowner, minlength=self.n_items)))
+
+    def best_overlap(self, row_tokens: Tokens) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the highest ``|N(E) ∩ N(R)| / |N(E)|`` over items, and that item (-1: none)."""
+        n_rows = len(row_tokens.counts)
+        best = np.zeros(n_rows)
+        best_item = np.full(n_rows, -1, dtype=np.int64)
+        for m, ih, iowner, n_item in self.tables:
+            rh, rowner = ngram_hashes(row_tokens, m)
+            lo = np.searchsorted(ih, rh, side="left")
+            hit = (lo < len(ih)) & (ih[np.minimum(lo, len(ih) - 1)] == rh)
+            if not hit.any():
+                continue
+            rh, rowner = _unique_pairs(rh[hit], rowner[hit])  # a row's n-gram counts once
+            lo = np.searchsorted(ih, rh, side="left")
+            reps = np.searchsorted(ih, rh, side="right") - lo
+            # expand each matched row n-gram to every eval item that has it
+            pair_row = np.repeat(rowner, reps)
+            offs = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+            pair_item = iowner[np.repeat(lo, reps) + offs]
+            uniq, counts = np.unique(pair_row * np.int64(self.n_items) + pair_item, return_counts=True)
+            r, it = uniq // self.n_items, uniq % self.n_items
+            frac = counts / n_item[it]
+            order = np.lexsort((-frac, r))  # per row, the highest overlap first
+            r, it, frac = r[order], it[order], frac[order]
+            first = np.r_[True, r[1:] != r[:-1]]
+            r, it, frac = r[first], it[first], frac[first]
+            better = frac > best[r]
+            best[r[better]] = frac[better]
+            best_item[r[better]] = it[better]
+        return best, best_item
+
+
+@STEPS.register("decontaminate")
+class Decontaminate(Step):
+    name = "decontaminate"
+    version = "1"
+    Params = DecontaminateParams
+    batch = 50000  # rows shingled at a time
+
+    @classmethod
+    def reads_sources(cls, params: DecontaminateParams) -> list[str]:
+        return list(params.against)
+
+    def decide(self, rows) -> Decisions:
+        p = self.params
+        n = len(rows)
+        texts = row_texts(rows, p.field)
+        ids = rows["id"]
+        evals = {}
+        for name in p.against:
+            try:
+                items = self.ctx.source(name)
+            except KeyError:
+                raise StepError(f"decontaminate: source {name!r} is not defined in the recipe") from None
+            evals[name] = (row_texts(items, p.eval_field), items["id"])
+        # per benchmark: best overlap and matched item per row
+        best = {name: np.zeros(n) for name in evals}
+        best_item: dict[str, list] = {name: [None] * n for name in evals}
+        if p.mode == "exact":
+            row_keys = _exact_keys(texts)
+            for name, (item_texts, item_ids) in evals.items():
+                index: dict[bytes, str] = {}
+                for k, iid in zip(_exact_keys(item_texts), item_ids):
+                    if k is not None:
+                        index.setdefault(k, iid)
+                for i, k in enumerate(row_keys):
+                    if k is not None and k in index:
+                        best[name][i], best_item[name][i] = 1.0, index[k]
+        else:
+            indexes = {name: EvalIndex(tokenize(t, "word"), p.ngram) for name, (t, _) in evals.items()}
+            advance = self.ctx.progress("decontaminate", n) if self.ctx.progress else None
+            for b0 in range(0, n, self.batch):  # bounded memory: rows are shingled a batch at a time
+                tokens = tokenize(texts[b0:b0 + self.batch], "word")
+                for name, index in indexes.items():
+                    ov, it = index.best_overlap(tokens)
+                    best[name][b0:b0 + len(ov)] = ov
+                    item_ids = evals[name][1]
+                    for j in np.flatnonzero(it >= 0).tolist():
+                        best_item[name][b0 + j] = item_ids[int(it[j])]
+                if advance is not None:
+                    advance(len(tokens.counts))
+
+        keep = np.ones(n, dtype=bool)
+        score = np.zeros(n)
+        reason: list[str | None] = [None] * n
+        report: dict[str, dict] = {}
+        for name in evals:
+            ov = best[name]
+            score = np.maximum(score, ov)
+            hit_rows = np.flatnonzero(ov >= p.threshold if p.mode == "ngram" else ov > 0).tolist()
+            dropped_here = 0
+            for i in hit_rows:
+                if keep[i]:  # the first benchmark (in `against` order) that hits a row names it
+                    keep[i] = False
+                    dropped_here += 1
+                    reason[i] = (f"ngram_overlap:{name}:{ov[i]:.2f}:{best_item[name][i]}" if p.mode == "ngram"
+                                 else f"exact_match:{name}:{best_item[name][i]}")
+            report[name] = {
+                "eval_items": len(evals[name][1]),
+                "eval_items_hit": len({best_item[name][i] for i in hit_rows}),
+                "rows_hit": len(hit_rows), "rows_dropped": dropped_here,
+                "examples": [{"row_id": ids[i], "eval_item_id": best_item[name][i], "overlap": round(float(ov[i]), 4),
+                              "row_text": texts[i][:200]} for i in hit_rows[: p.examples]],
+            }
+        extras = {"mode": p.mode, "ngram": p.ngram, "threshold": p.threshold, "field": p.field,
+                  "eval_field": p.eval_field, "contamination": report, "dropped": int((~keep).sum())}
+        return Decisions(keep=keep, score=score, reason=reason, extras=extras)

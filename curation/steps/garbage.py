@@ -1,0 +1,79 @@
+"""``garbage``: drop rows with decoding debris: U+FFFD replacement characters (text that was not
+valid UTF-8 when decoded), control characters, or a high share of non-printable characters.
+
+Counted on ``field`` (default ``all``):
+
+* ``replacement_char`` -- U+FFFD count above ``max_replacement_chars`` (default 0: any);
+* ``control_char``     -- C0/C1 control characters other than tab, newline and carriage return
+  (category Cc) above ``max_control_chars`` (default 0: any);
+* ``non_printable``    -- share of characters that are Cc (other than tab/newline/CR), Cs
+  (lone surrogates), Co (private use), Cn (unassigned) or U+FFFD, above ``max_non_printable_frac``
+  (default 0.1). Format characters (Cf: zero-width joiners in emoji, soft hyphens) and non-ASCII
+  spaces are ordinary text and not counted.
+
+Checked in that order; the reason is ``<code>:<count or fraction>``. Score: the non-printable
+fraction. Similar in spirit to the character-ratio filters of Gopher / C4 / Data-Juicer
+(``special_characters_filter``); the exact rules here are ours.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from curation.rows import row_texts
+from curation.steps import STEPS
+from curation.steps.base import Decisions, Step
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_BAD_CATEGORIES = {"Cc", "Cs", "Co", "Cn"}
+
+
+class GarbageParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: Literal["all", "prompt", "response"] = "all"
+    max_replacement_chars: int = Field(0, ge=0)
+    max_control_chars: int = Field(0, ge=0)
+    max_non_printable_frac: float = Field(0.1, ge=0.0, le=1.0)
+
+
+def non_printable_count(text: str) -> int:
+    stripped = text.replace("\n", "").replace("\t", "").replace("\r", "").replace(" ", "")
+    if stripped.isprintable() and "\ufffd" not in stripped:  # fast path: the usual case
+        return 0
+    return sum(1 for c in stripped if c == "\ufffd" or unicodedata.category(c) in _BAD_CATEGORIES)
+
+
+@STEPS.register("garbage")
+class Garbage(Step):
+    name = "garbage"
+    version = "1"
+    Params = GarbageParams
+
+    def decide(self, rows) -> Decisions:
+        p = self.params
+        texts = row_texts(rows, p.field)
+        n = len(texts)
+        keep = np.ones(n, dtype=bool)
+        score = np.zeros(n)
+        reason: list[str | None] = [None] * n
+        for i, t in enumerate(texts):
+            bad = non_printable_count(t)
+            frac = bad / max(len(t), 1)
+            score[i] = frac
+            if not bad:
+                continue
+            repl = t.count("\ufffd")
+            ctrl = len(_CONTROL.findall(t))
+            if repl > p.max_replacement_chars:
+                reason[i] = f"replacement_char:{repl}"
+            elif ctrl > p.max_control_chars:
+                reason[i] = f"control_char:{ctrl}"
+            elif frac > p.max_non_printable_frac:
+                reason[i] = f"non_printable:{frac:.3f}"
+            keep[i] = reason[i] is None
+        return Decisions(keep=keep, score=score, reason=reason, extras={"field": p.field})

@@ -1,0 +1,228 @@
+"""``minhash_dedup``: near-duplicate detection with MinHash + LSH, one row kept per cluster.
+
+Method: Broder (1997) MinHash over n-gram shingles with banded LSH (Leskovec et al., *Mining of
+Massive Datasets* 3.4), as in datasketch and text-dedup; the vectorised core is
+``curation.minhash`` and the tokenisation ``curation.shingles``.
+
+Options::
+
+    - minhash_dedup:
+        field: all            # all | prompt | response (curation.rows.row_text)
+        unit: word            # word | char shingles
+        ngram: 5              # shingle size in units (datatrove/datasketch practice: word 5-grams)
+        num_perm: 128         # permutations (signature length)
+        threshold: 0.8        # Jaccard similarity in (0, 1] that counts as a near duplicate
+        bands: null           # LSH bands and rows per band; default: chosen from the threshold by
+        rows: null            #   minimising the weighted FP + FN areas (datasketch's _optimal_param)
+        false_positive_weight: 0.5
+        false_negative_weight: 0.5
+        verify: false         # true: keep only candidate pairs whose TRUE shingle Jaccard >= threshold
+        keep: first           # first | longest | highest_score
+        score_key: score      # metadata key read by keep: highest_score
+        seed: null            # permutation seed (default: the recipe seed)
+
+Decisions: rows are clustered by connected components of the (verified) candidate pairs -- the
+clusters of a union-find over the pairs. Each cluster keeps one row:
+
+* ``first``: the earliest row in mixture order;
+* ``longest``: the row with the longest text in ``field`` (ties: earliest);
+* ``highest_score``: the row with the largest numeric ``metadata[score_key]`` (rows without it
+  rank last; ties: earliest). Steps do not see earlier steps' ledger scores, so a score has to be
+  in the row's metadata (e.g. a quality score written by the source). If no row has it, the step
+  fails with a ``StepError`` rather than silently falling back to ``first``.
+
+Every other member is dropped with reason ``near_duplicate_of:<kept id>`` and score = Jaccard
+similarity to the kept row (the MinHash estimate, or the true shingle Jaccard when ``verify``).
+A kept row's score is its highest similarity to a row dropped in its favour (0 for rows in no
+cluster). Members of a transitive cluster can be less similar to the kept row than ``threshold``;
+the score shows it. Copies made on purpose by mixture upsampling (same base id, ``#k``) are never
+duplicates of each other: they share one signature and one decision.
+
+Short texts: a text with fewer than ``ngram`` units is ONE shingle of all its units, so it is a
+duplicate only of texts with exactly the same normalised units (never silently dropped, never an
+error). A text with no units at all (e.g. an empty ``response`` field) takes no part: kept, and
+counted in ``extras.rows_without_tokens``.
+
+Extras (for the data card): ``bands``, ``rows``, the FP/FN areas of that choice, candidate and
+verified pair counts, ``clusters`` and ``cluster_size_histogram`` ({size: count}).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from curation.minhash import (
+    EMPTY, MinHasher, band_keys, candidate_pairs, clusters, collision_probability, estimate_jaccard,
+    optimal_bands_rows,
+)
+from curation.rows import base_id, row_texts
+from curation.shingles import ngram_hashes, tokenize
+from curation.steps import STEPS
+from curation.steps.base import Decisions, Step, StepError
+
+
+class MinHashDedupParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: Literal["all", "prompt", "response"] = "all"
+    unit: Literal["word", "char"] = "word"
+    ngram: int = Field(5, ge=1, le=64)
+    num_perm: int = Field(128, ge=2, le=4096)
+    threshold: float = Field(0.8, gt=0.0, le=1.0, description="Jaccard similarity in (0, 1]")
+    bands: int | None = Field(None, ge=1)
+    rows: int | None = Field(None, ge=1)
+    false_positive_weight: float = Field(0.5, ge=0.0)
+    false_negative_weight: float = Field(0.5, ge=0.0)
+    verify: bool = False
+    keep: Literal["first", "longest", "highest_score"] = "first"
+    score_key: str = "score"
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _bands_rows(self):
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("give both `bands` and `rows`, or neither (then they are chosen from `threshold`)")
+        if self.bands is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        if self.false_positive_weight + self.false_negative_weight <= 0:
+            raise ValueError("false_positive_weight + false_negative_weight must be > 0")
+        return self
+
+
+def _true_jaccard(texts: list[str], u: np.ndarray, v: np.ndarray, ngram: int, unit: str) -> np.ndarray:
+    """Exact Jaccard of the shingle sets of the pairs (u, v) (indices into ``texts``)."""
+    involved = np.unique(np.r_[u, v])
+    h, owner = ngram_hashes(tokenize([texts[i] for i in involved], unit), ngram)
+    bounds = np.searchsorted(owner, np.arange(len(involved) + 1))
+    sets = {int(doc): np.unique(h[bounds[j]:bounds[j + 1]]) for j, doc in enumerate(involved)}
+    out = np.empty(len(u))
+    for k, (a, b) in enumerate(zip(u.tolist(), v.tolist())):
+        sa, sb = sets[a], sets[b]
+        inter = len(np.intersect1d(sa, sb, assume_unique=True))
+        out[k] = inter / (len(sa) + len(sb) - inter) if len(sa) + len(sb) else 1.0
+    return out
+
+
+@STEPS.register("minhash_dedup")
+class MinHashDedup(Step):
+    name = "minhash_dedup"
+    version = "1"
+    Params = MinHashDedupParams
+
+    def decide(self, rows) -> Decisions:
+        p = self.params
+        n = len(rows)
+        if n == 0:
+            return Decisions(keep=np.zeros(0, bool), score=np.zeros(0), reason=[], extras={})
+        ids = rows["id"]
+        # one representative per base id: upsampled copies (#k) share their base row's decision
+        bases = [base_id(i) for i in ids]
+        _, rep_of_row_first, rep_index = np.unique(np.array(bases, dtype=object), return_index=True, return_inverse=True)
+        order = np.argsort(rep_of_row_first)  # representatives in first-occurrence order
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        rep_rows = rep_of_row_first[order]      # row index of each representative
+        row_rep = rank[rep_index]               # representative number of each row
+        all_texts = row_texts(rows, p.field)
+        texts = all_texts if len(rep_rows) == n else [all_texts[i] for i in rep_rows]
+        m = len(texts)
+
+        if p.bands is not None:
+            bands, rws = p.bands, p.rows
+        else:
+            bands, rws, _, _ = optimal_bands_rows(p.threshold, p.num_perm, p.false_positive_weight, p.false_negative_weight)
+        s = np.linspace(0, 1, 1001)
+        prob = collision_probability(s, bands, rws)
+        fp_area = float(np.trapezoid(prob[s <= p.threshold], s[s <= p.threshold]))
+        fn_area = float(np.trapezoid(1 - prob[s >= p.threshold], s[s >= p.threshold]))
+
+        hasher = MinHasher(p.num_perm, self.ctx.seed if p.seed is None else p.seed)
+        advance = self.ctx.progress("minhash signatures", m) if self.ctx.progress else None
+        sig = hasher.signatures(texts, p.ngram, p.unit, advance=advance)
+        active = sig[:, 0] != EMPTY
+        keys = band_keys(sig, bands, rws)
+        u, v = candidate_pairs(keys, active)
+        n_candidates = len(u)
+        sim = estimate_jaccard(sig, u, v)
+        rejected = 0
+        if p.verify and len(u):
+            sim = _true_jaccard(texts, u, v, p.ngram, p.unit)
+            ok = sim >= p.threshold
+            rejected = int((~ok).sum())
+            u, v, sim = u[ok], v[ok], sim[ok]
+
+        labels = clusters(m, u, v)
+        sizes = np.bincount(labels, minlength=labels.max() + 1)
+        in_cluster = sizes[labels] > 1
+        keeper = self._keepers(rows, rep_rows, texts, labels, in_cluster)  # per rep: its cluster's kept rep
+
+        # similarity of each dropped rep to its kept rep (pairs not already measured are computed)
+        dropped = np.flatnonzero(in_cluster & (keeper != np.arange(m)))
+        score_rep = np.zeros(m)
+        if len(dropped):
+            du, dv = keeper[dropped], dropped
+            if p.verify:
+                dsim = _true_jaccard(texts, du, dv, p.ngram, p.unit)
+            else:
+                dsim = estimate_jaccard(sig, du, dv)
+            score_rep[dropped] = dsim
+            np.maximum.at(score_rep, du, dsim)
+
+        keep = np.ones(n, dtype=bool)
+        reason: list[str | None] = [None] * n
+        score = score_rep[row_rep]
+        keeper_id = [ids[int(rep_rows[k])] for k in keeper]
+        for i in range(n):
+            r = row_rep[i]
+            if in_cluster[r] and keeper[r] != r:
+                keep[i] = False
+                reason[i] = f"near_duplicate_of:{keeper_id[r]}"
+
+        hist = Counter(sizes[sizes > 1].tolist())
+        extras = {
+            "num_perm": p.num_perm, "ngram": p.ngram, "unit": p.unit, "field": p.field, "threshold": p.threshold,
+            "bands": bands, "rows": rws, "bands_rows_chosen": "given" if p.bands is not None else "optimal",
+            "false_positive_area": round(fp_area, 6), "false_negative_area": round(fn_area, 6),
+            "candidate_pairs": n_candidates, "verified": p.verify, "pairs_rejected_by_verify": rejected,
+            "rows_without_tokens": int((~active[row_rep]).sum()),
+            "clusters": int((sizes > 1).sum()), "rows_in_clusters": int(in_cluster[row_rep].sum()),
+            "dropped": int((~keep).sum()), "keep_rule": p.keep,
+            "cluster_size_histogram": {str(k): hist[k] for k in sorted(hist)},
+        }
+        return Decisions(keep=keep, score=score, reason=reason, extras=extras)
+
+    def _keepers(self, rows, rep_rows, texts, labels, in_cluster) -> np.ndarray:
+        """For each representative, the representative kept for its cluster."""
+        m = len(labels)
+        idx = np.arange(m)
+        rule = self.params.keep
+        if rule == "first":
+            priority = np.zeros(m)
+        elif rule == "longest":
+            priority = -np.array([len(t) for t in texts], dtype=np.float64)
+        else:
+            key = self.params.score_key
+            priority = np.full(m, np.inf)
+            found = 0
+            for k in np.flatnonzero(in_cluster):
+                meta = rows[int(rep_rows[k])]["metadata"]
+                try:
+                    val = json.loads(meta or "{}").get(key)
+                except (json.JSONDecodeError, AttributeError):
+                    val = None
+                if isinstance(val, (int, float)) and not isinstance(val, bool) and np.isfinite(val):
+                    priority[k] = -float(val)
+                    found += 1
+            if in_cluster.any() and not found:
+                raise StepError(f"minhash_dedup keep: highest_score reads metadata[{key!r}], but no duplicate row has "
+                                f"a numeric {key!r}; set `score_key` to a metadata field that holds a score, or use keep: first")
+        # lowest (priority, index) per cluster
+        order = np.lexsort((idx, priority, labels))
+        first_of = np.r_[True, labels[order][1:] != labels[order][:-1]]
+        winner = np.empty(labels.max() + 1, dtype=np.int64)
+        winner[labels[order][first_of]] = order[first_of]
+        return winner[labels]

@@ -1,0 +1,138 @@
+"""``repetition``: Gopher's repetition filter (Rae et al. 2021, "Scaling Language Models: Methods,
+Analysis & Insights from Training Gopher", appendix A.1.1 and Table A1).
+
+For a text of ``L`` characters, with lines split on newlines, paragraphs on blank lines and words
+on whitespace, a row is dropped when any of these exceeds its threshold (defaults = Table A1):
+
+============================================  ==========  ===========================
+signal                                        default     reason code
+============================================  ==========  ===========================
+duplicate lines / lines                       0.30        ``dup_line_frac``
+duplicate paragraphs / paragraphs             0.30        ``dup_para_frac``
+chars in duplicate lines / L                  0.20        ``dup_line_char_frac``
+chars in duplicate paragraphs / L             0.20        ``dup_para_char_frac``
+chars in the most frequent n-gram / L, n=2,3,4  0.20, 0.18, 0.16  ``top_<n>gram_char_frac``
+chars in duplicated n-grams / L, n=5..10      0.15 ... 0.10  ``dup_<n>gram_char_frac``
+============================================  ==========  ===========================
+
+"Duplicate" counts every occurrence after the first. For duplicated n-grams, characters covered by
+overlapping repeated n-grams count once (the scan skips past a repeat, as datatrove's
+``GopherRepetitionFilter`` does). The top n-gram signal only counts an n-gram that occurs at least
+twice. Reason: ``<code>:<value>><threshold>`` for the first signal over its threshold, in the
+table's order. Score: the largest ``value / threshold`` over all signals (>= 1 means dropped).
+
+Applied to ``field`` (default ``response``: repetition is a failure mode of generated answers).
+Gopher set these for web documents; short chat turns rarely trip them, and rows with fewer than
+``min_words`` words are not judged (score 0), since fractions of a few words are noise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from curation.rows import row_texts
+from curation.steps import STEPS
+from curation.steps.base import Decisions, Step
+
+_PARA = re.compile(r"\n\s*\n")
+_LINE = re.compile(r"\n+")
+_BIG = 1e6  # score of a signal whose threshold is 0 and value is not
+
+class RepetitionParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: Literal["all", "prompt", "response"] = "response"
+    dup_line_frac: float = Field(0.30, ge=0.0, le=1.0)
+    dup_para_frac: float = Field(0.30, ge=0.0, le=1.0)
+    dup_line_char_frac: float = Field(0.20, ge=0.0, le=1.0)
+    dup_para_char_frac: float = Field(0.20, ge=0.0, le=1.0)
+    top_ngram_char_frac: dict[int, float] = Field(default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
+    dup_ngram_char_frac: dict[int, float] = Field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
+    min_words: int = Field(0, ge=0)
+
+
+def _dup_stats(parts: list[str]) -> tuple[int, int]:
+    """(number of duplicate elements, characters in them), first occurrences excluded."""
+    seen: set[str] = set()
+    n = chars = 0
+    for x in parts:
+        if x in seen:
+            n += 1
+            chars += len(x)
+        else:
+            seen.add(x)
+    return n, chars
+
+
+def _top_ngram_chars(words: list[str], n: int) -> int:
+    grams = Counter(" ".join(words[i:i + n]) for i in range(len(words) - n + 1))
+    if not grams:
+        return 0
+    gram, count = grams.most_common(1)[0]
+    return len(gram) * count if count > 1 else 0
+
+
+def _dup_ngram_chars(words: list[str], n: int) -> int:
+    seen: set[tuple] = set()
+    chars, i = 0, 0
+    while i <= len(words) - n:
+        gram = tuple(words[i:i + n])
+        if gram in seen:
+            chars += sum(len(w) for w in gram) + n - 1
+            i += n  # skip the repeat: overlapping repeated n-grams count their characters once
+        else:
+            seen.add(gram)
+            i += 1
+    return chars
+
+
+def repetition_signals(text: str, p: RepetitionParams) -> list[tuple[str, float, float]]:
+    """[(code, value, threshold)] in Table A1 order."""
+    L = max(len(text), 1)
+    lines = [l for l in _LINE.split(text.strip()) if l.strip()]
+    paras = [q for q in _PARA.split(text.strip()) if q.strip()]
+    words = text.split()
+    dl, dlc = _dup_stats(lines)
+    dp, dpc = _dup_stats(paras)
+    out = [
+        ("dup_line_frac", dl / max(len(lines), 1), p.dup_line_frac),
+        ("dup_para_frac", dp / max(len(paras), 1), p.dup_para_frac),
+        ("dup_line_char_frac", dlc / L, p.dup_line_char_frac),
+        ("dup_para_char_frac", dpc / L, p.dup_para_char_frac),
+    ]
+    out += [(f"top_{n}gram_char_frac", _top_ngram_chars(words, n) / L, t) for n, t in sorted(p.top_ngram_char_frac.items())]
+    out += [(f"dup_{n}gram_char_frac", _dup_ngram_chars(words, n) / L, t) for n, t in sorted(p.dup_ngram_char_frac.items())]
+    return out
+
+
+@STEPS.register("repetition")
+class Repetition(Step):
+    name = "repetition"
+    version = "1"
+    Params = RepetitionParams
+
+    def decide(self, rows) -> Decisions:
+        p = self.params
+        texts = row_texts(rows, p.field)
+        n = len(texts)
+        keep = np.ones(n, dtype=bool)
+        score = np.zeros(n)
+        reason: list[str | None] = [None] * n
+        counts: Counter = Counter()
+        for i, text in enumerate(texts):
+            if len(text.split()) < max(p.min_words, 1):
+                continue
+            signals = repetition_signals(text, p)
+            score[i] = max((v / t if t > 0 else (_BIG if v > 0 else 0.0)) for _, v, t in signals)
+            for code, value, thr in signals:
+                if value > thr:
+                    keep[i] = False
+                    reason[i] = f"{code}:{value:.3f}>{thr:g}"
+                    counts[code] += 1
+                    break
+        return Decisions(keep=keep, score=score, reason=reason, extras={"field": p.field, "dropped_by_signal": dict(counts)})

@@ -63,7 +63,11 @@ def load_model(path: str, dtype: str = "float32", revision: str | None = None, t
             from peft import AutoPeftModelForCausalLM
 
             model = AutoPeftModelForCausalLM.from_pretrained(path, is_trainable=adapter == "train", **kwargs)
-            return model.merge_and_unload() if adapter == "merge" else model
+            if adapter != "merge":
+                return model
+            merged = model.merge_and_unload()
+            merged.requires_grad_(True)  # PEFT froze the base weights; a full fine-tuning stage trains them all
+            return merged
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise ModelLoadError(f"cannot load a causal LM from {path!r}: {str(exc).splitlines()[0]}. "

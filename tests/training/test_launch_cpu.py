@@ -1,0 +1,37 @@
+"""The launch path for real: `recipe train --gpus 2` on CPU prepares data once here, then runs the
+stage on 2 torchrun ranks (MULTI_CPU, gloo) via training.launch_stage; the stage really is
+data-parallel (2 x batch rows per step)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import ROOT, tiny_recipe
+
+
+def test_two_process_cpu_stage(tmp_path):
+    r = tiny_recipe(eval={})
+    r["stages"][0].update(max_steps=4, batch_size=8, save_steps=2)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(r, sort_keys=False))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-m", "recipe.cli", "train", str(path), "--out", str(out), "--gpus", "2"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    sdir = out / "stages" / "0-sft"
+    result = json.loads((sdir / "result.json").read_text())
+    assert result["world_size"] == 2
+    rows = json.loads((out / "manifest.json").read_text())["stages"][0]["rows"]
+    assert abs(result["metrics"]["epoch"] - 4 * 8 * 2 / rows) < 0.02
+    manifest = json.loads((out / "manifest.json").read_text())
+    cmd = manifest["stages"][0]["launch_command"]
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--nproc_per_node", "2"] and cmd[-2] == "training.launch_stage"
+    job = json.loads((sdir / "job.json").read_text())
+    assert job["data"].endswith("datasets/sft.parquet") and job["stage"]["kind"] == "sft"
+    assert (sdir / "final" / "model.safetensors").is_file() and (sdir / "lr_schedule.png").is_file()
+    assert (sdir / "checkpoint-4" / "trainer_state.json").is_file()
+    assert manifest["stages"][0]["status"] == "done"

@@ -28,6 +28,7 @@ CacheOpt = typer.Option(None, "--cache-dir", help="content-addressed cache (defa
 
 
 def _user_errors():
+    from curation.card import RunFilesError
     from curation.ledger import LedgerError
     from curation.mixture import MixtureError
     from curation.registry import UnknownName
@@ -37,7 +38,8 @@ def _user_errors():
     from training.models import ModelLoadError
     from training.stage_data import StageDataError
 
-    return (SourceError, MixtureError, StepError, RunError, LedgerError, UnknownName, ModelLoadError, StageDataError)
+    return (SourceError, MixtureError, StepError, RunError, LedgerError, UnknownName, ModelLoadError, StageDataError,
+            RunFilesError)
 
 
 def _load(recipe: Path, overrides: Optional[List[str]]):
@@ -100,6 +102,7 @@ def curate(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Option
     runner = _runner(recipe, overrides, out, cache_dir)
     _guard(runner.curate)
     console.print(f"[green]curated[/] -> {runner.out}")
+    _write_card(runner.out)
 
 
 @app.command()
@@ -115,6 +118,7 @@ def train(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optiona
     _guard(lambda: runner.train(resume=resume, gpus=gpus))
     _guard(runner.evaluate)
     console.print(f"[green]done[/] -> {runner.out}")
+    _write_card(runner.out)
 
 
 @app.command("eval")
@@ -123,6 +127,66 @@ def eval_(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optiona
     """Evaluate the base model and every finished stage."""
     runner = _runner(recipe, overrides, out, cache_dir)
     _guard(lambda: runner.evaluate(only_available=True))
+
+
+def _write_card(out: Path, card_dir: Optional[Path] = None) -> None:
+    from curation.card import write_card
+
+    path = _guard(lambda: write_card(out, card_dir))
+    console.print(f"[green]data card[/] -> {path}/README.md, {path}/index.html")
+
+
+def _run_dir(recipe: Path, out: Optional[Path]) -> Path:
+    """The run directory: --out, RECIPE itself when it is a run directory, else runs/<recipe name>."""
+    if out is not None:
+        return out
+    if recipe.is_dir():
+        return recipe
+    return Path("runs") / _load(recipe, []).recipe.name
+
+
+RunArg = typer.Argument(..., help="the recipe file (its run dir is --out or runs/<name>/), or a run directory")
+
+
+@app.command()
+def card(recipe: Path = RunArg, out: Optional[Path] = OutOpt,
+         card_dir: Optional[Path] = typer.Option(None, "--card-dir", help="write the card here (default <out>/card)")):
+    """(Re)write the data card of an existing run: README.md, card.json, index.html, plots/."""
+    _write_card(_run_dir(recipe, out), card_dir)
+
+
+@app.command()
+def audit(recipe: Path = RunArg, row_id: Optional[str] = typer.Argument(None, help="a row id (or its prefix)"),
+          out: Optional[Path] = OutOpt,
+          reason: Optional[str] = typer.Option(None, "--reason", help="list rows dropped for this reason code (or prefix)"),
+          limit: int = typer.Option(50, "--limit", help="rows to show with --reason")):
+    """The history of one row (every step's decision, the datasets and stages it reached), or the rows
+    dropped for a reason."""
+    from curation.card import RunFiles
+    from curation.card import audit as audit_mod
+    from curation.card import views
+
+    if (row_id is None) == (reason is None):
+        _fail(ValueError("give a row id, or --reason CODE (not both)"))
+    run = _guard(lambda: RunFiles.open(_run_dir(recipe, out)))
+    if reason is not None:
+        table = _guard(lambda: audit_mod.dropped_for(run, reason))
+        views.print_dropped(console, reason, table, limit, audit_mod.reason_codes(run))
+        return
+    views.print_history(console, _guard(lambda: audit_mod.history(run, row_id)))
+
+
+@app.command()
+def diff(out_a: Path = typer.Argument(..., help="run directory A"), out_b: Path = typer.Argument(..., help="run directory B"),
+         examples: int = typer.Option(3, "--examples", help="example ids per group")):
+    """Rows that entered and left each stage dataset between two runs, by the step and reason, and the
+    recipe keys that changed."""
+    from curation.card import RunFiles
+    from curation.card import views
+    from curation.card.diff import diff_runs
+
+    a, b = _guard(lambda: RunFiles.open(out_a)), _guard(lambda: RunFiles.open(out_b))
+    views.print_diff(console, _guard(lambda: diff_runs(a, b, examples)))
 
 
 def main():  # pragma: no cover

@@ -148,7 +148,9 @@ class Runner:
             stats = self.source_stats(name)
             record["sources"][name] = {**{k: v for k, v in stats.items() if k != "quarantine"},
                                        "fingerprint": node.describe["content"],
-                                       "quarantine_reasons": dict(Counter(q["reason"] for q in stats["quarantine"]))}
+                                       "quarantine_reasons": dict(Counter(q["reason"] for q in stats["quarantine"])),
+                                       # where the canonical rows live, so the card and `recipe audit` can show them
+                                       "rows_path": str((self.cache.path("source", node.key) / "rows.parquet").resolve())}
             if stats["quarantine"]:
                 tables.append(ledger_mod.quarantine_table(name, stats["quarantine"]))
         out: dict[str, datasets.Dataset] = {}

@@ -1,0 +1,95 @@
+"""``recipe audit``: the history of one row, or the rows dropped for one reason, from the ledger.
+
+A row's history is every ledger record of its id (and of its upsampled copies ``<id>#k``): the load
+(quarantine), the mixture draw, each selection step's decision, score and reason; then which stage
+datasets it reached and which training stages consumed those datasets (from ``manifest.json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curation.card.run_files import RunFiles, RunFilesError
+from curation.rows import base_id
+
+
+class UnknownRow(RunFilesError):
+    """No ledger record has this id; ``suggestions`` holds ids that share its prefix."""
+
+    def __init__(self, row_id: str, suggestions: list[str], total: int):
+        self.row_id, self.suggestions = row_id, suggestions
+        if suggestions:
+            more = f" (and {total - len(suggestions)} more)" if total > len(suggestions) else ""
+            hint = "did you mean " + ", ".join(suggestions) + more + "?"
+        else:
+            hint = "no id starts with its first characters either; `recipe audit R --reason CODE` lists dropped rows"
+        super().__init__(f"no row with id {row_id!r} in this run's ledger; {hint}")
+
+
+@dataclass
+class RowHistory:
+    row_id: str
+    ids: list[str]  # the id and its upsampled copies
+    source_row: dict | None
+    records: list[dict]
+    reached: dict[str, list[str]] = field(default_factory=dict)  # stage dataset -> ids of this row in it
+    stages: list[dict] = field(default_factory=list)  # stages that trained on a dataset holding it
+
+
+def _ids(ledger: pa.Table) -> list[str]:
+    return pc.unique(ledger.column("row_id")).to_pylist()
+
+
+def suggest(run: RunFiles, row_id: str, limit: int = 5) -> tuple[list[str], int]:
+    """Ids starting with ``row_id``; failing that, ids sharing its longest prefix (a typo late in it)."""
+    ids = sorted(set(_ids(run.ledger)))
+    for cut in range(len(row_id), 3, -1):
+        hits = [i for i in ids if i.startswith(row_id[:cut])]
+        if hits:
+            return hits[:limit], len(hits)
+    return [], 0
+
+
+def history(run: RunFiles, row_id: str) -> RowHistory:
+    led = run.ledger
+    ids_col = led.column("row_id")
+    mask = pc.or_(pc.equal(ids_col, row_id), pc.starts_with(ids_col, row_id + "#"))
+    part = led.filter(mask)
+    if part.num_rows == 0:
+        hits, total = suggest(run, row_id)
+        raise UnknownRow(row_id, hits, total)
+    records = sorted(part.to_pylist(), key=lambda r: (r["dataset"].startswith("source:") is False, r["dataset"], r["step_index"], r["row_id"]))
+    ids = sorted({r["row_id"] for r in records})
+    source_row = run.source_rows([base_id(row_id)]).get(base_id(row_id))
+    hist = RowHistory(row_id, ids, source_row, records)
+    keys = {m: info.get("dataset_key") for m, info in run.curation.get("mixtures", {}).items()}
+    for mix, present in run.dataset_ids.items():
+        found = [i for i in ids if i in present]
+        if found:
+            hist.reached[mix] = found
+    for stage in (run.manifest or {}).get("stages", []):
+        if stage.get("data") in hist.reached:
+            hist.stages.append({**stage, "current_data": stage.get("data_key") == keys.get(stage["data"])})
+    return hist
+
+
+def dropped_for(run: RunFiles, reason: str) -> pa.Table:
+    """Ledger records dropped or quarantined whose reason code equals or starts with ``reason``
+    (``near_duplicate`` matches ``near_duplicate`` and ``near_duplicate_of``), or whose full reason
+    starts with it (``duplicate_of:3fa2``)."""
+    led = run.ledger
+    not_kept = pc.not_equal(led.column("decision"), "keep")
+    code = pc.fill_null(led.column("reason_code"), "")
+    full = pc.fill_null(led.column("reason"), "")
+    match = pc.or_(pc.starts_with(code, reason), pc.starts_with(full, reason))
+    return led.filter(pc.and_(not_kept, match))
+
+
+def reason_codes(run: RunFiles) -> dict[str, int]:
+    led = run.ledger
+    codes = led.filter(pc.not_equal(led.column("decision"), "keep")).column("reason_code")
+    counts = pc.value_counts(codes).to_pylist()
+    return {c["values"]: c["counts"] for c in counts if c["values"]}

@@ -1,0 +1,169 @@
+"""The card's figures as PNG (matplotlib, Agg backend): funnel, score distributions with their
+thresholds, mixture target vs observed, and plots of steps' numeric extras when present
+(e.g. cluster sizes of a clustering selector, mixture weights over time of an online method).
+
+Extras are read generically, since steps are plug-ins: a list of numbers whose key names sizes or
+counts is drawn as a histogram, another list of numbers as a line, a ``{name: number}`` map as bars,
+and a ``{name: [numbers]}`` map (or a list of ``{name: number}``) as one line per name.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+
+from curation.card.run_files import RunFiles  # noqa: E402
+
+SKIP_EXTRAS = ("contamin", "overlap")  # rendered as tables in the contamination section
+MAX_EXTRA_PLOTS_PER_STEP = 4
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _slug(*parts) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(str(p) for p in parts)).strip("_")
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def funnel(mixture: str, steps: list[dict], path: Path) -> None:
+    labels = [s["step"] if s["step"] == "mixture" else f"{s['index']}: {s['step']}" for s in steps]
+    rows_out = [s["rows_out"] for s in steps]
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(steps) + 1.4))
+    y = np.arange(len(steps))[::-1]
+    ax.barh(y, rows_out, color="#4c72b0", label="rows out")
+    dropped = [max(s["rows_in"] - s["rows_out"], 0) for s in steps]
+    ax.barh(y, dropped, left=rows_out, color="#dd8452", alpha=0.6, label="dropped here")
+    for yi, s, d in zip(y, steps, dropped):
+        reasons = ", ".join(f"{k} {v}" for k, v in (s.get("dropped") or {}).items())
+        ax.text(s["rows_out"] + d, yi, f"  {s['rows_out']}" + (f"  (-{d}: {reasons})" if d else ""), va="center", fontsize=8)
+    ax.set_yticks(y, labels)
+    ax.set_xlabel("rows")
+    ax.set_xlim(0, max(s["rows_in"] for s in steps) * 1.6 or 1)
+    ax.set_title(f"selection funnel of {mixture}")
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def mixture_shares(mixture: str, table: list[dict], path: Path) -> None:
+    names = [t["source"] for t in table]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(names) + 2), 3.2))
+    ax.bar(x - 0.2, [t["target_ratio"] for t in table], 0.4, label="target share of rows", color="#8c8c8c")
+    ax.bar(x + 0.2, [t["observed_ratio"] for t in table], 0.4, label="observed share of rows", color="#4c72b0")
+    ax.set_xticks(x, names, rotation=20 if len(names) > 3 else 0)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share of mixture rows")
+    ax.set_title(f"mixture {mixture}: target vs observed (before selection)")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def score_hist(run: RunFiles, mixture: str, step: dict, path: Path) -> bool:
+    led = run.ledger
+    part = led.filter(pc.and_(pc.equal(led.column("dataset"), mixture), pc.equal(led.column("step"), step["ledger_step"])))
+    scores = np.asarray(part.column("score").to_pylist(), dtype=float)
+    kept = np.asarray([d == "keep" for d in part.column("decision").to_pylist()])
+    ok = np.isfinite(scores)
+    if not ok.any():
+        return False
+    scores, kept = scores[ok], kept[ok]
+    bins = np.histogram_bin_edges(scores, bins=min(50, max(5, len(np.unique(scores)))))
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.hist([scores[kept], scores[~kept]], bins=bins, stacked=True, color=["#4c72b0", "#dd8452"],
+            label=[f"kept ({kept.sum()})", f"dropped ({(~kept).sum()})"])
+    for name, value in step.get("thresholds", {}).items():
+        ax.axvline(value, color="#c44e52", linestyle="--")
+        ax.text(value, ax.get_ylim()[1] * 0.95, f" {name}={value:g}", color="#c44e52", fontsize=8, va="top")
+    unit = (step.get("extras") or {}).get("unit")
+    ax.set_xlabel(f"score ({unit})" if unit else "score")
+    ax.set_ylabel("rows")
+    ax.set_title(f"{mixture} / {step['index']}: {step['step']}: score distribution")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return True
+
+
+def extra_plot(title: str, key: str, value: Any, path: Path) -> bool:
+    """Draw one extras value if it has a plottable shape; False when it has none."""
+    series: dict[str, list[float]] | None = None
+    if isinstance(value, dict) and value and all(isinstance(v, list) and len(v) > 1 and all(_num(x) for x in v) for v in value.values()):
+        series = {str(k): v for k, v in value.items()}
+    elif isinstance(value, list) and len(value) > 1 and all(isinstance(v, dict) and v and all(_num(x) for x in v.values()) for v in value):
+        names = sorted({k for v in value for k in v})
+        series = {k: [v.get(k, np.nan) for v in value] for k in names}
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    if series:
+        for name, ys in list(series.items())[:12]:
+            ax.plot(np.arange(len(ys)), ys, marker=".", label=name)
+        ax.set_xlabel("update")
+        ax.legend(fontsize=7, ncol=2)
+    elif isinstance(value, dict) and len(value) > 1 and all(_num(v) for v in value.values()):
+        items = list(value.items())[:40]
+        ax.bar([str(k) for k, _ in items], [v for _, v in items], color="#4c72b0")
+        ax.tick_params(axis="x", rotation=45 if len(items) > 6 else 0, labelsize=7)
+    elif isinstance(value, list) and len(value) > 1 and all(_num(v) for v in value):
+        if re.search(r"size|count|len", key):
+            ax.hist(value, bins=min(40, max(5, len(set(value)))), color="#4c72b0")
+            ax.set_xlabel(key)
+            ax.set_ylabel("how many")
+        else:
+            ax.plot(np.arange(len(value)), value, marker=".")
+            ax.set_xlabel("index")
+    else:
+        plt.close(fig)
+        return False
+    ax.set_title(f"{title}: {key}")
+    _save(fig, path)
+    return True
+
+
+def write_plots(run: RunFiles, facts: dict, plot_dir: Path) -> list[dict]:
+    """Write every plot; return [{file, title, section, dataset, step}] in reading order."""
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    made = []
+    for mix, info in facts["mixtures"].items():
+        name = f"funnel_{_slug(mix)}.png"
+        funnel(mix, info["funnel"], plot_dir / name)
+        made.append({"file": name, "title": f"Selection funnel of {mix}", "section": "preprocessing", "dataset": mix})
+        if info["target_vs_observed"]:
+            name = f"mixture_{_slug(mix)}.png"
+            mixture_shares(mix, info["target_vs_observed"], plot_dir / name)
+            made.append({"file": name, "title": f"Mixture {mix}: target vs observed", "section": "mixture", "dataset": mix})
+        for step in info["funnel"]:
+            if step["step"] == "mixture":
+                continue
+            if step.get("score"):
+                name = f"score_{_slug(mix, step['index'], step['step'])}.png"
+                if score_hist(run, mix, step, plot_dir / name):
+                    made.append({"file": name, "title": f"{mix} / {step['index']}: {step['step']} scores",
+                                 "section": "preprocessing", "dataset": mix, "step": step["ledger_step"]})
+            count = 0
+            for key, value in (step.get("extras") or {}).items():
+                if count >= MAX_EXTRA_PLOTS_PER_STEP or any(s in key.lower() for s in SKIP_EXTRAS):
+                    continue
+                name = f"extras_{_slug(mix, step['index'], step['step'], key)}.png"
+                if extra_plot(f"{mix} / {step['index']}: {step['step']}", key, value, plot_dir / name):
+                    count += 1
+                    made.append({"file": name, "title": f"{mix} / {step['index']}: {step['step']}: {key}",
+                                 "section": "preprocessing", "dataset": mix, "step": step["ledger_step"]})
+    for stage in (run.manifest or {}).get("stages", []):
+        for key, value in (stage.get("extras") or {}).items():  # online methods' logs, when a stage records them
+            name = f"stage_{_slug(stage['name'], key)}.png"
+            if extra_plot(f"stage {stage['name']}", key, value, plot_dir / name):
+                made.append({"file": name, "title": f"stage {stage['name']}: {key}", "section": "uses", "dataset": stage["data"]})
+    return [{"step": None, **m} for m in made]

@@ -1,0 +1,134 @@
+"""Read a run directory's files: the one place the card, ``recipe audit`` and ``recipe diff`` open them.
+
+A run directory (``recipe curate``/``recipe train --out DIR``) holds ``resolved.yaml`` (first line
+``# recipe hash: ...``), ``ledger.parquet``, ``curation.json``, ``datasets/<mixture>.parquet`` and,
+after training, ``manifest.json`` and ``eval/results.json``. Everything here reads files only: no
+recipe is re-run and nothing from ``recipe`` is imported. A missing or unreadable file raises
+:class:`RunFilesError` (or the ledger's :class:`~curation.ledger.LedgerError`) with the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+from curation import ledger as ledger_mod
+from curation.rows import base_id
+
+
+class RunFilesError(Exception):
+    """A run directory that lacks a file the card needs, or holds a corrupt one."""
+
+
+def _json(path: Path, required: bool) -> dict | None:
+    if not path.is_file():
+        if required:
+            raise RunFilesError(f"no {path.name} in {path.parent}: run `recipe curate` (or `recipe train`) with --out {path.parent} first")
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunFilesError(f"{path} is not valid JSON ({exc}); re-run `recipe curate` to rebuild it") from None
+
+
+@dataclass
+class RunFiles:
+    out: Path
+    curation: dict = field(default_factory=dict)
+    manifest: dict | None = None
+    eval_results: dict | None = None
+    resolved_text: str = ""
+    recipe_hash: str = ""
+
+    @classmethod
+    def open(cls, out: str | Path) -> "RunFiles":
+        out = Path(out)
+        if not out.is_dir():
+            raise RunFilesError(f"{out} is not a run directory (it does not exist); give the --out of a `recipe curate` run")
+        resolved = out / "resolved.yaml"
+        if not resolved.is_file():
+            raise RunFilesError(f"no resolved.yaml in {out}: is it a run directory? run `recipe curate` with --out {out} first")
+        text = resolved.read_text()
+        first = text.splitlines()[0] if text else ""
+        recipe_hash = first.split(":", 1)[1].strip() if first.startswith("# recipe hash:") else ""
+        return cls(out=out, curation=_json(out / "curation.json", True), manifest=_json(out / "manifest.json", False),
+                   eval_results=_json(out / "eval" / "results.json", False), resolved_text=text, recipe_hash=recipe_hash)
+
+    # ------------------------------------------------------------------ recipe
+    @cached_property
+    def recipe(self) -> dict:
+        try:
+            data = yaml.safe_load(self.resolved_text) or {}
+        except yaml.YAMLError as exc:
+            raise RunFilesError(f"{self.out / 'resolved.yaml'} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise RunFilesError(f"{self.out / 'resolved.yaml'} does not hold a recipe")
+        return data
+
+    @property
+    def recipe_file(self) -> str | None:
+        lines = self.resolved_text.splitlines()
+        return lines[1].split(":", 1)[1].strip() if len(lines) > 1 and lines[1].startswith("# from:") else None
+
+    @property
+    def mixtures(self) -> list[str]:
+        return list(self.curation.get("mixtures", {}))
+
+    # ------------------------------------------------------------------ ledger and datasets
+    @cached_property
+    def ledger(self) -> pa.Table:
+        table = ledger_mod.read(self.out / "ledger.parquet")
+        missing = [c for c in ledger_mod.SCHEMA.names if c not in table.column_names]
+        if missing:
+            raise ledger_mod.LedgerError(f"the ledger at {self.out / 'ledger.parquet'} lacks columns {missing}; "
+                                         "re-run `recipe curate` to rebuild it")
+        return table
+
+    def dataset_path(self, mixture: str) -> Path:
+        return self.out / "datasets" / f"{mixture}.parquet"
+
+    def dataset(self, mixture: str, columns: list[str] | None = None) -> pa.Table:
+        path = self.dataset_path(mixture)
+        if not path.is_file():
+            raise RunFilesError(f"no stage dataset {path}; re-run `recipe curate` with --out {self.out}")
+        try:
+            return pq.read_table(path, columns=columns)
+        except Exception as exc:
+            raise RunFilesError(f"{path} is unreadable ({str(exc).splitlines()[0]}); re-run `recipe curate`") from None
+
+    @cached_property
+    def dataset_ids(self) -> dict[str, set[str]]:
+        return {m: set(self.dataset(m, ["id"]).column("id").to_pylist()) for m in self.mixtures if self.dataset_path(m).is_file()}
+
+    # ------------------------------------------------------------------ source rows
+    def source_row_paths(self) -> list[Path]:
+        """Where canonical source rows live: the paths curation.json records, else the default cache."""
+        paths = [Path(s["rows_path"]) for s in self.curation.get("sources", {}).values() if s.get("rows_path")]
+        paths = [p for p in paths if p.is_file()]
+        if not paths:
+            paths = sorted((self.out / "cache" / "source").glob("*/rows.parquet"))
+        return paths
+
+    def source_rows(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Canonical rows by id (upsampled copies ``<id>#k`` resolve to their base row)."""
+        wanted = {base_id(i) for i in ids}
+        found: dict[str, dict[str, Any]] = {}
+        for path in self.source_row_paths():
+            if not wanted - set(found):
+                break
+            try:
+                table = pq.read_table(path)
+            except Exception:
+                continue  # a swept or damaged cache entry: the card says the row text is unavailable
+            mask = pc.is_in(table.column("id"), value_set=pa.array(sorted(wanted - set(found)), pa.string()))
+            for row in table.filter(mask).to_pylist():
+                found[row["id"]] = row
+        return {i: found[base_id(i)] for i in ids if base_id(i) in found}

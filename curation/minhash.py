@@ -75,7 +75,12 @@ def optimal_bands_rows(threshold: float, num_perm: int, fp_weight: float = 0.5, 
 
 @dataclass
 class MinHasher:
-    """``num_perm`` universal hash functions, drawn from ``seed``."""
+    """``num_perm`` universal hash functions, drawn from ``seed``.
+
+    ``h_k(x)`` is computed as ``a_k x + b_k`` folded twice modulo the Mersenne prime, which leaves a
+    value in [0, p] congruent to the residue; the residue 0 can come out as p. That is still one
+    fixed injective function of x, so minima (and signature equality) follow one fixed order.
+    """
 
     num_perm: int = 128
     seed: int = 1
@@ -109,19 +114,20 @@ class MinHasher:
             s1 = run_start[c1] if c1 < len(run_start) else len(x)
             xs = x[s0:s1]
             starts = run_start[c0:c1] - s0
-            block = np.empty((c1 - c0, self.num_perm), dtype=np.uint32)
+            block = np.empty((self.num_perm, c1 - c0), dtype=np.uint32)
+            v = np.empty_like(xs)
+            t = np.empty_like(xs)
             for k in range(self.num_perm):
-                v = xs * self.a[k]
-                v += self.b[k]                 # < 2^62: no overflow
-                t = v >> _S31                  # v mod (2^31 - 1) by folding: v = hi * 2^31 + lo = hi + lo
+                np.multiply(xs, self.a[k], out=v)
+                v += self.b[k]                    # < 2^62: no overflow
+                np.right_shift(v, _S31, out=t)    # v mod (2^31 - 1) by folding: hi * 2^31 + lo == hi + lo
                 v &= p
                 v += t
-                t = v >> _S31
+                np.right_shift(v, _S31, out=t)
                 v &= p
-                v += t                         # now in [0, p]
-                v[v == p] = 0
-                block[:, k] = np.minimum.reduceat(v, starts)
-            sig[run_owner[c0:c1]] = block
+                v += t                            # in [0, p]; p is the residue 0 (see the class docstring)
+                block[k] = np.minimum.reduceat(v, starts)
+            sig[run_owner[c0:c1]] = block.T
         return sig
 
     def signatures(self, texts: Sequence[str], ngram: int = 5, unit: Unit = "word", batch: int = 20000,

@@ -10,7 +10,8 @@ kernels and the n-gram hashing by numpy over all texts of a batch at once:
 1. normalise: Unicode NFKC, lower-case; ``word`` tokens are maximal runs of letters, digits and
    ``_`` (punctuation and whitespace only separate tokens, so "5,000 apples!" -> ``5 000 apples``);
    ``char`` tokens are the characters of the text with whitespace runs collapsed to one space;
-2. each distinct token is hashed once with xxHash3-64 (words) or mixed from its code point (chars);
+2. each word is hashed from its UTF-8 bytes (a polynomial hash mod 2^64 finished by fmix64, computed
+   for all words at once), each character from its code point;
 3. the hash of the n-gram starting at token i is ``fmix64(sum_k T[i+k] * M_k)`` (mod 2^64) with
    fixed random odd multipliers ``M_k`` -- a linear hash of the token hashes followed by the
    SplitMix64/MurmurHash3 finaliser, so distinct n-grams collide with probability ~2^-64.
@@ -29,7 +30,6 @@ from typing import Literal, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import xxhash
 
 Unit = Literal["word", "char"]
 
@@ -70,32 +70,103 @@ def normalise_words(texts: Sequence[str]) -> pa.ListArray:
     return pc.split_pattern_regex(arr, _WORD_SPLIT)
 
 
+_B = np.uint64(0x100000001B3)  # FNV-64 prime, the base of the per-word polynomial hash
+# ASCII bytes that separate words (everything but [0-9A-Za-z_]) -> 0; other bytes kept
+_LUT = np.arange(256, dtype=np.uint8)
+_LUT[[c for c in range(128) if not (chr(c).isalnum() or c == 95)]] = 0
+
+
+def _utf8(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes uint8, offsets int64) of a large_string array."""
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    return data, offsets
+
+
+def _hash_words(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Hash each byte slice ``data[s:s+len]``: polynomial (Horner, base ``_B``, mod 2^64) then fmix64
+    with the length mixed in. Vectorised over words, looping over byte positions (longest first)."""
+    # longest first; a stable sort of 16-bit keys is a radix sort in numpy (linear time)
+    order = np.argsort(-np.minimum(lengths, 32767).astype(np.int16), kind="stable")
+    s, L = starts[order], lengths[order]
+    h = np.zeros(len(s), np.uint64)
+    maxlen = int(L[0]) if len(L) else 0
+    active = np.searchsorted(-L, -np.arange(1, maxlen + 1), side="right")  # words longer than k
+    if maxlen > 32767:  # the sort key was capped: order the few very long words exactly
+        long = L > 32767
+        sub = np.argsort(-L[long], kind="stable")
+        s[long], L[long], order[long] = s[long][sub], L[long][sub], order[long][sub]
+        active = np.searchsorted(-L, -np.arange(1, maxlen + 1), side="right")
+    for k in range(maxlen):
+        m = int(active[k])
+        h[:m] = h[:m] * _B + data[s[:m] + k]
+    out = np.empty_like(h)
+    out[order] = fmix64(h ^ (L.astype(np.uint64) * _U64(0x9E3779B97F4A7C15)))
+    return out
+
+
+def _ascii_words(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, lengths, owner) of the words of ASCII texts: maximal runs of [0-9A-Za-z_]."""
+    word = _LUT[data] != 0
+    n = len(data)
+    row_start = np.zeros(n + 1, bool)
+    row_start[offsets[:-1][offsets[:-1] < n]] = True
+    prev = np.r_[False, word[:-1]] & ~row_start[:n]
+    nxt = np.r_[word[1:], False] & ~row_start[1:]
+    starts = np.flatnonzero(word & ~prev)
+    ends = np.flatnonzero(word & ~nxt) + 1
+    owner = np.searchsorted(offsets, starts, side="right") - 1
+    return starts, ends - starts, owner
+
+
 def tokenize(texts: Sequence[str], unit: Unit = "word") -> Tokens:
-    """Hash every token of every text (see the module docstring for the normalisation)."""
+    """Hash every token of every text (see the module docstring for the normalisation).
+
+    ASCII texts are split by a byte table (``[^0-9A-Za-z_]`` separates words, which is exactly what
+    the Unicode pattern means for ASCII); other texts by the Unicode regex. Both hash a word's
+    UTF-8 bytes the same way, so a word has one hash whichever path it took.
+    """
     n = len(texts)
     if n == 0:
         return Tokens(np.zeros(0, np.uint64), np.zeros(0, np.int64))
-    if unit == "word":
-        lists = normalise_words(texts)
-        flat = pc.list_flatten(lists)
-        parents = pc.list_parent_indices(lists)
-        nonempty = pc.not_equal(pc.utf8_length(flat), 0)
-        flat = pc.filter(flat, nonempty)
-        parents = pc.filter(parents, nonempty).to_numpy()
-        counts = np.bincount(parents, minlength=n).astype(np.int64)
-        enc = pc.dictionary_encode(flat).combine_chunks() if isinstance(flat, pa.ChunkedArray) else pc.dictionary_encode(flat)
-        vocab = enc.dictionary.to_pylist()
-        vocab_hash = np.fromiter((xxhash.xxh3_64_intdigest(w.encode("utf-8")) for w in vocab), dtype=np.uint64, count=len(vocab))
-        hashes = vocab_hash[enc.indices.to_numpy(zero_copy_only=False)]
-        return Tokens(hashes, counts)
-    # characters: whitespace runs -> one space, trimmed, lower-cased, NFKC
     arr = pa.array(list(texts), pa.large_string())
     arr = pc.utf8_lower(pc.utf8_normalize(arr, form="NFKC"))
-    arr = pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, r"\s+", " "))
-    parts = [np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32) for t in arr.to_pylist()]
-    counts = np.array([len(p) for p in parts], dtype=np.int64)
-    codes = np.concatenate(parts).astype(np.uint64) if parts else np.zeros(0, np.uint64)
-    return Tokens(fmix64(codes + _U64(0x9E3779B97F4A7C15)), counts)
+    if unit == "char":
+        arr = pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, r"\s+", " "))
+        parts = [np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32) for t in arr.to_pylist()]
+        counts = np.array([len(p) for p in parts], dtype=np.int64)
+        codes = np.concatenate(parts).astype(np.uint64) if parts else np.zeros(0, np.uint64)
+        return Tokens(fmix64(codes + _U64(0x9E3779B97F4A7C15)), counts)
+    ascii_rows = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
+    pieces = []  # (hashes, owner) per path
+    if ascii_rows.all():
+        data, offsets = _utf8(arr)
+        st, ln, own = _ascii_words(data, offsets)
+        pieces.append((_hash_words(data, st, ln), own))
+    else:
+        idx_a = np.flatnonzero(ascii_rows)
+        if len(idx_a):
+            sub = arr.take(pa.array(idx_a))
+            data, offsets = _utf8(sub)
+            st, ln, own = _ascii_words(data, offsets)
+            pieces.append((_hash_words(data, st, ln), idx_a[own]))
+        idx_u = np.flatnonzero(~ascii_rows)
+        lists = pc.split_pattern_regex(arr.take(pa.array(idx_u)), _WORD_SPLIT)
+        flat = pc.list_flatten(lists)
+        parents = pc.list_parent_indices(lists).to_numpy()
+        flat = flat.combine_chunks() if isinstance(flat, pa.ChunkedArray) else flat
+        data, offsets = _utf8(flat.cast(pa.large_string()))
+        lengths = np.diff(offsets)
+        keep = lengths > 0
+        pieces.append((_hash_words(data, offsets[:-1][keep], lengths[keep]), idx_u[parents[keep]]))
+    hashes = np.concatenate([h for h, _ in pieces])
+    owner = np.concatenate([o for _, o in pieces])
+    if len(pieces) > 1:
+        order = np.argsort(owner, kind="stable")
+        hashes, owner = hashes[order], owner[order]
+    return Tokens(hashes, np.bincount(owner, minlength=n).astype(np.int64))
 
 
 def ngram_hashes(tokens: Tokens, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,18 +178,25 @@ def ngram_hashes(tokens: Tokens, n: int) -> tuple[np.ndarray, np.ndarray]:
     if n < 1 or n > len(_MULT):
         raise ValueError(f"n-gram size must be in 1..{len(_MULT)}, got {n}")
     counts, T = tokens.counts, tokens.hashes
+    N = len(T)
+    if N == 0:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     starts = tokens.starts
-    per_text = np.where(counts >= n, counts - n + 1, np.minimum(counts, 1))
-    owner = np.repeat(np.arange(len(counts), dtype=np.int64), per_text)
-    if len(owner) == 0:
-        return np.zeros(0, np.uint64), owner
-    # position of each shingle's first token: start of its text + its rank within the text
-    first = np.concatenate([[0], np.cumsum(per_text)[:-1]])
-    pos = starts[owner] + (np.arange(len(owner)) - first[owner])
-    end = starts[owner] + counts[owner]  # one past the text's last token
-    T = np.concatenate([T, np.zeros(n, np.uint64)])  # padding so pos + k never indexes out
-    acc = T[pos] * _MULT[0]
-    for k in range(1, n):
-        idx = pos + k
-        acc += np.where(idx < end, T[idx], _U64(0)) * _MULT[k]
-    return fmix64(acc), owner
+    # linear hash of the n tokens from every position (contiguous slices; positions whose window
+    # would leave their text are discarded below)
+    acc = T * _MULT[0]
+    for k in range(1, min(n, N)):
+        acc[: N - k] += T[k:] * _MULT[k]
+    owner_tok = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    rank = np.arange(N, dtype=np.int64) - starts[owner_tok]
+    sel = rank <= (counts - n)[owner_tok]
+    short = np.flatnonzero((counts > 0) & (counts < n))
+    if len(short):  # one shingle of all tokens, at the text's first position
+        s0, c0 = starts[short], counts[short]
+        val = T[s0] * _MULT[0]
+        for k in range(1, int(c0.max())):
+            has = c0 > k
+            val[has] += T[s0[has] + k] * _MULT[k]
+        acc[s0] = val
+        sel[s0] = True
+    return fmix64(acc[sel]), owner_tok[sel]

@@ -33,7 +33,10 @@ Options::
 Reason of a dropped row: ``ngram_overlap:<eval source>:<overlap>:<eval item id>`` (or
 ``exact_match:<eval source>:<eval item id>``); score = the highest overlap over all eval items
 (1.0 for an exact match; 0 for rows that touch no eval n-gram). ``extras.contamination`` is the
-per-benchmark report for the data card: rows hit, eval items hit (of how many) and examples.
+per-benchmark report for the data card: rows hit, eval items hit (items that are the closest
+match of at least one contaminated row, of how many items) and examples with row and item ids.
+A row hit by several benchmarks is dropped once, named after the first in ``against`` order, and
+counted in each benchmark's ``rows_hit``.
 """
 
 from __future__ import annotations

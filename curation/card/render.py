@@ -107,6 +107,18 @@ def _table_rows(report: Any) -> tuple[list[str], list[list]] | None:
     return None
 
 
+def _nested(value: Any) -> list[tuple[str, list[str]]]:
+    """Lists under a tabular report's entries (e.g. a benchmark's ``examples``), one line per item."""
+    out = []
+    if isinstance(value, dict):
+        for name, entry in value.items():
+            for k, v in (entry.items() if isinstance(entry, dict) else []):
+                if isinstance(v, list) and v:
+                    items = [", ".join(f"{a}={str(b)[:160]}" for a, b in x.items()) if isinstance(x, dict) else str(x)[:200] for x in v]
+                    out.append((f"{name} {k}", items))
+    return out
+
+
 def _flatten_report(report: dict) -> list[tuple[str, Any]]:
     """Each entry of a step's contamination extras: tables stay whole, scalars are key/value."""
     return list(report.items()) if isinstance(report, dict) else [("report", report)]
@@ -120,6 +132,8 @@ def _report_md(report) -> str:
             cols, rows = table
             parts.append(f"`{key}`:\n\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n" +
                          "\n".join("| " + " | ".join(_md(_g(c)) for c in r) + " |" for r in rows))
+            for label, items in _nested(value):
+                parts.append(f"{label}:\n\n" + "\n".join(f"- {_md(i)}" for i in items))
         else:
             parts.append(f"- `{key}`: {_md(json.dumps(value, default=str)[:500])}")
     return "\n\n".join(parts)
@@ -135,6 +149,9 @@ def _report_html(report) -> str:
             head = "".join(f"<th>{esc(c)}</th>" for c in cols)
             body = "".join("<tr>" + "".join(f"<td>{esc(_g(c))}</td>" for c in r) + "</tr>" for r in rows)
             parts.append(f"<p><code>{esc(key)}</code></p><table><tr>{head}</tr>{body}</table>")
+            for label, items in _nested(value):
+                lis = "".join(f"<li>{esc(i)}</li>" for i in items)
+                parts.append(f"<p>{esc(label)}:</p><ul class=\"ex\">{lis}</ul>")
         else:
             parts.append(f"<p><code>{esc(key)}</code>: {esc(json.dumps(value, default=str)[:500])}</p>")
     return jinja2.utils.markupsafe.Markup("".join(parts))

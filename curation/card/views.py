@@ -52,13 +52,14 @@ def print_dropped(console: Console, reason: str, table: pa.Table, limit: int, co
         known = ", ".join(f"{c} ({n})" for c, n in sorted(codes.items(), key=lambda kv: -kv[1])) or "none"
         console.print(f"no row was dropped for a reason starting with {reason!r}; reasons in this run: {known}")
         return
-    t = Table(title=f"{table.num_rows} record(s) dropped for {reason!r}" + (f" (first {limit})" if table.num_rows > limit else ""))
-    for col in ("dataset", "step", "row id", "source", "decision", "score", "reason"):
-        t.add_column(col, overflow="fold")
+    # one line per record (not a table): long ids and reasons stay whole and the output greps well
+    shown = f" (first {limit}; --limit N for more)" if table.num_rows > limit else ""
+    console.print(f"[bold]{table.num_rows} record(s) dropped for {reason!r}[/]{shown}")
+    console.print("dataset\tstep\trow id\tsource\tdecision\tscore\treason", style="dim", highlight=False)
     for r in table.slice(0, limit).to_pylist():
-        t.add_row(r["dataset"], r["step"], r["row_id"], r["source"], r["decision"],
-                  "-" if r["score"] is None else f"{r['score']:.4g}", r["reason"] or "")
-    console.print(t)
+        score = "-" if r["score"] is None else f"{r['score']:.4g}"
+        console.print(f"{r['dataset']}\t{r['step']}\t{r['row_id']}\t{r['source']}\t{r['decision']}\t{score}\t{r['reason'] or ''}",
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 def print_diff(console: Console, d: dict) -> None:

@@ -98,3 +98,18 @@ def test_bad_schedule_options_are_recipe_errors():
         stage("infinite", cooldown_ratio=0.9, constant_ratio=0.5)
     with pytest.raises(ValidationError):
         stage("wsd", decay="exp")
+
+
+def test_schedule_and_launch_keys_get_paths_and_suggestions(cli, write_recipe):
+    from tests.conftest import tiny_recipe
+
+    r = tiny_recipe(launch={"profle": "ddp"})
+    r["stages"][0].update(lr_scheduler="wsd", schedule={"decay_ration": 0.2})
+    result = cli("validate", write_recipe(r))
+    assert result.exit_code == 2, result.output
+    assert "stages[0].schedule.decay_ration: unknown key" in result.output and "did you mean 'decay_ratio'" in result.output
+    assert "launch.profle: unknown key" in result.output and "did you mean 'profile'" in result.output
+    r = tiny_recipe()
+    r["stages"][0].update(lr_scheduler="wsd_cosine")
+    result = cli("validate", write_recipe(r))
+    assert result.exit_code == 2 and "stages[0].lr_scheduler" in result.output and "Traceback" not in result.output

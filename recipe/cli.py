@@ -97,12 +97,13 @@ def plan(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optional
 
 @app.command()
 def curate(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optional[Path] = OutOpt,
-           cache_dir: Optional[Path] = CacheOpt):
+           cache_dir: Optional[Path] = CacheOpt,
+           card_dir: Optional[Path] = typer.Option(None, "--card-dir", help="write the data card here (default <out>/card)")):
     """Load sources, mix them and run the selection steps; write the ledger and stage datasets."""
     runner = _runner(recipe, overrides, out, cache_dir)
     _guard(runner.curate)
     console.print(f"[green]curated[/] -> {runner.out}")
-    _write_card(runner.out)
+    _write_card(runner.out, card_dir)
 
 
 @app.command()

@@ -112,6 +112,13 @@ def _score_summary(run: RunFiles, mixture: str, step: str) -> dict | None:
             "p05": float(q[0]), "p25": float(q[1]), "median": float(q[2]), "p75": float(q[3]), "p95": float(q[4])}
 
 
+def _ledger_reasons(run: RunFiles, mixture: str, step: str) -> dict[str, int]:
+    led = run.ledger
+    mask = pc.and_(pc.and_(pc.equal(led.column("dataset"), mixture), pc.equal(led.column("step"), step)),
+                   pc.not_equal(led.column("decision"), "keep"))
+    return dict(Counter(c for c in led.filter(mask).column("reason_code").to_pylist() if c))
+
+
 def thresholds(step: dict) -> dict[str, float]:
     """Numeric thresholds a step declares in its extras (else its params), for the score plot."""
     found = {}
@@ -134,6 +141,8 @@ def _mixture(run: RunFiles, mixture: str) -> dict:
         entry = {"index": None, "params": {}, "extras": {}, "dropped": {}, "score": None, "thresholds": {}, **step}
         entry["ledger_step"] = ledger_step(step)
         entry["dropped_total"] = max(step["rows_in"] - step["rows_out"], 0)  # upsampling can add rows
+        if step["step"] == "mixture" and not entry["dropped"]:  # rows the mixture did not draw, by reason
+            entry["dropped"] = _ledger_reasons(run, mixture, "mixture")
         if step["step"] != "mixture":
             entry["score"] = _score_summary(run, mixture, entry["ledger_step"])
             entry["thresholds"] = thresholds(step)

@@ -29,6 +29,7 @@ CacheOpt = typer.Option(None, "--cache-dir", help="content-addressed cache (defa
 
 def _user_errors():
     from curation.card import RunFilesError
+    from curation.embed import EmbeddingModelError
     from curation.ledger import LedgerError
     from curation.mixture import MixtureError
     from curation.registry import UnknownName
@@ -38,8 +39,8 @@ def _user_errors():
     from training.models import ModelLoadError
     from training.stage_data import StageDataError
 
-    return (SourceError, MixtureError, StepError, RunError, LedgerError, UnknownName, ModelLoadError, StageDataError,
-            RunFilesError)
+    return (SourceError, MixtureError, StepError, RunError, LedgerError, UnknownName, ModelLoadError, StageDataError, RunFilesError,
+            EmbeddingModelError)
 
 
 def _load(recipe: Path, overrides: Optional[List[str]]):

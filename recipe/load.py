@@ -228,10 +228,34 @@ def _check_plugins(recipe: Recipe, data: dict) -> tuple[Recipe, list[Problem]]:
                 problems.append(Problem(("selection", mix, i, step_name), msg, None, exc.suggestion))
                 continue
             try:
-                step_cls.Params.model_validate(options or {})
+                params = step_cls.Params.model_validate(options or {})
             except ValidationError as exc:
                 problems += _params_problems(exc, ("selection", mix, i, step_name), step_cls.Params)
+                continue
+            problems += _unknown_reads(recipe, step_cls, params, options or {}, ("selection", mix, i, step_name))
     return recipe, problems
+
+
+def _unknown_reads(recipe: Recipe, step_cls, params, options: dict, prefix: tuple) -> list[Problem]:
+    """Every source a step reads (``reads_sources``) must be declared; the problem points at the
+    option that names it when it can be found (``selection.sft[0].quality_classifier.positive[1]``)."""
+
+    def where(node, path):
+        if isinstance(node, str):
+            return path if node == name else None
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for k, v in items:
+            found = where(v, path + (k,))
+            if found:
+                return found
+        return None
+
+    out = []
+    for name in step_cls.reads_sources(params):
+        if name not in recipe.sources:
+            out.append(Problem(where(options, prefix) or prefix, f"names no source; sources are {sorted(recipe.sources)}",
+                               name, _suggest(name, recipe.sources)))
+    return out
 
 
 def _params_problems(exc: ValidationError, prefix: tuple, params_model) -> list[Problem]:

@@ -124,6 +124,9 @@ def make_plan(loaded: LoadedRecipe, cache: Cache, out: Path) -> Plan:
                         "input": prev, "seed": r.seed,
                         "tokenizer": model_key if step.uses_tokenizer else None,
                         "reads": {s: source_keys.get(s) for s in reads}}
+            inputs = step_cls.cache_inputs(params)
+            if inputs:  # only when present, so the keys of steps without file inputs do not change
+                describe["inputs"] = inputs
             key = stable_hash(describe)
             nodes.append(Node("step", f"{mix}[{i}]:{step_name}", key, describe, cache.has("step", key),
                               {"mixture": mix, "index": i, "step": step_name}))

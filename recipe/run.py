@@ -224,7 +224,7 @@ class Runner:
                     return lambda k=1: prog.advance(task, k)
 
                 ctx = StepContext(seed=self.recipe.seed, workdir=tmp / "work", tokenizer_loader=self._tokenizer,
-                                  source_loader=self.source, progress=progress)
+                                  source_loader=self.source, progress=progress, cache_root=self.cache.root)
                 (tmp / "work").mkdir()
                 decisions = step_cls(params, ctx).decide(rows)
                 if len(decisions.keep) != len(rows):

@@ -10,6 +10,8 @@ A step is a class with
   part of the cache key),
 * ``reads_sources(params)`` -- names of other recipe sources it reads (e.g. eval sets for
   decontamination), whose content hashes join its cache key,
+* ``cache_inputs(params)`` -- identity of local files its options name (a classifier, scoring
+  models), joined to its cache key when not empty,
 * ``decide(rows) -> Decisions``: one keep flag per row, an optional score, and a reason for every
   dropped row (``code`` or ``code:detail``, e.g. ``duplicate_of:3fa2...``).
 
@@ -68,6 +70,7 @@ class StepContext:
     tokenizer_loader: Callable[[], Any] | None = None
     source_loader: Callable[[str], datasets.Dataset] | None = None
     progress: Callable[[str, int], Any] | None = None  # (description, total) -> rich-like task
+    cache_root: Path | None = None  # the run's cache root: shared stores (e.g. embeddings/) live under it
 
     def tokenizer(self):
         if self.tokenizer_loader is None:
@@ -78,6 +81,16 @@ class StepContext:
         if self.source_loader is None:
             raise StepError(f"this step reads source {name!r}, but no source loader was given")
         return self.source_loader(name)
+
+
+def path_fingerprint(path: str | Path) -> Any:
+    """Cheap identity of a local file or folder (relative names, sizes, mtimes); the string
+    itself for anything that is not a local path (a Hub id)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        return str(path)
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    return [[str(f.relative_to(p)) if f != p else p.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
 
 class Step:
@@ -93,6 +106,12 @@ class Step:
     @classmethod
     def reads_sources(cls, params: BaseModel) -> list[str]:
         return []
+
+    @classmethod
+    def cache_inputs(cls, params: BaseModel) -> dict[str, Any]:
+        """Identity of files the options name by path (a classifier, scoring models), for the cache
+        key, so replacing such a file re-runs the step. Use :func:`path_fingerprint`."""
+        return {}
 
     def decide(self, rows: datasets.Dataset) -> Decisions:  # pragma: no cover - interface
         raise NotImplementedError

@@ -4,8 +4,9 @@ Shared by near-duplicate detection (``curation.minhash``) and decontamination
 (``curation.steps.decontaminate``), so both see the same tokens for the same text.
 
 Why our own code: MinHash libraries (datasketch, text-dedup) hash one shingle at a time in Python;
-at a million rows that loop dominates. Here the per-text work is done by Arrow's C++ string
-kernels and the n-gram hashing by numpy over all texts of a batch at once:
+at a million rows that loop dominates. Here normalisation is done by Arrow's C++ string kernels,
+ASCII texts are split into words by a byte table and other texts by Arrow's regex split, and
+word and n-gram hashing run in numpy over all texts of a batch at once:
 
 1. normalise: Unicode NFKC, lower-case; ``word`` tokens are maximal runs of letters, digits and
    ``_`` (punctuation and whitespace only separate tokens, so "5,000 apples!" -> ``5 000 apples``);

@@ -142,6 +142,9 @@ def make_plan(loaded: LoadedRecipe, cache: Cache, out: Path) -> Plan:
         start_key = model_keys.get(start) or stable_hash({"path": start})
         describe = {"stage": resolved["stages"][i], "data": dataset_keys[stage.data], "model": start_key,
                     "seed": r.seed, "version": STAGE_VERSION}
+        dpo_ref = getattr(stage, "ref", None)
+        if dpo_ref and dpo_ref != "previous":  # a stated DPO reference model is an input too
+            describe["ref_model"] = model_keys.get(dpo_ref) or stable_hash({"path": dpo_ref})
         key = stable_hash(describe)
         nodes.append(Node("stage", sname, key, describe, stage_done(out, i, stage.kind, key),
                           {"index": i, "start": start, "kind": stage.kind}))

@@ -280,6 +280,7 @@ class Runner:
                 "output": str(sdir / "final"), "adapter_only": bool(stage.peft and not stage.merge),
                 "status": "done" if node.cached else "pending"})
         self._write_manifest(manifest)
+        self._check_stage_data(nodes, datasets_)  # a bad stage fails here, before any stage trains
         for node, entry in zip(nodes, manifest["stages"]):
             i, kind = node.extra["index"], node.extra["kind"]
             stage = self.recipe.stages[i]
@@ -300,6 +301,7 @@ class Runner:
                 entry["resumed_from"] = resume_checkpoint(sdir)
             self._write_manifest(manifest)
             continued = node.extra["start"] != "base"
+            stage = self._with_resolved_ref(stage)
             if launch:
                 metrics, entry["launch_command"] = self._launch_stage(launch, i, stage, entry["input_model"], sdir,
                                                                       resume_here, continued)
@@ -312,6 +314,37 @@ class Runner:
             if not (sdir / "lr_schedule.png").is_file():
                 _plot_logged_lr(sdir)
             self._write_manifest(manifest)
+        self._append_stage_ledgers([stage_dir(self.out, n.extra["index"], n.extra["kind"]) for n in nodes])
+
+    def _check_stage_data(self, nodes, datasets_) -> None:
+        from training.stage_data import check_stage_data
+
+        for node in nodes:
+            if not node.cached:
+                check_stage_data(self.recipe.stages[node.extra["index"]], datasets_[self.recipe.stages[node.extra["index"]].data])
+
+    def _with_resolved_ref(self, stage):
+        """A DPO stage's ``ref`` (base, a stage name, a path) as a model directory; ``previous`` stays
+        (the stage runner copies its starting model, or uses the adapter-disabled policy with LoRA)."""
+        ref = getattr(stage, "ref", None)
+        if ref is None or ref == "previous":
+            return stage
+        mdir = self.model_dir_of(ref)
+        return stage.model_copy(update={"ref": str(Path(mdir).resolve()) if Path(mdir).exists() else str(mdir)})
+
+    def _append_stage_ledgers(self, sdirs) -> None:
+        """Stages that derive rows (a DPO stage's ``pairs:``) write ledger records in their stage dir;
+        they join the run's ledger (replacing any earlier copies of stage records)."""
+        import pyarrow.compute as pc
+
+        parts = [pq.read_table(d / "ledger.parquet") for d in sdirs if (Path(d) / "ledger.parquet").is_file()]
+        if not parts:
+            return
+        path = self.out / "ledger.parquet"
+        table = pq.read_table(path) if path.exists() else None
+        if table is not None:
+            table = table.filter(pc.invert(pc.starts_with(table.column("dataset"), "stage:")))
+        ledger_mod.write(([table] if table is not None else []) + parts, path)
 
     def _write_manifest(self, manifest: dict) -> None:
         tmp = self.out / "manifest.json.tmp"
@@ -342,7 +375,8 @@ class Runner:
 
     def _stage_job(self, i: int, stage, start_dir, sdir: Path, resume: bool, continued: bool) -> Path:
         """Write what a launched stage needs (``training.launch_stage`` reads it)."""
-        job = {"stage": self.loaded.resolved["stages"][i], "start_model": str(start_dir),
+        job = {"stage": {**self.loaded.resolved["stages"][i], **({"ref": stage.ref} if getattr(stage, "ref", None) else {})},
+               "start_model": str(start_dir),
                "adapter": _adapter_mode(stage, start_dir), "dtype": self.recipe.model.dtype,
                "data": str((self.out / "datasets" / f"{stage.data}.parquet").resolve()),
                "stage_dir": str(sdir.resolve()), "seed": self.recipe.seed, "resume": resume, "continued": continued}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -197,7 +197,90 @@ class PretrainStage(StageBase):
     packing_strategy: Literal["wrapped", "bfd"] = "wrapped"
 
 
-StageSpec = Annotated[Union[SFTStage, PretrainStage], Field(discriminator="kind")]
+class PairsSpec(Strict):
+    """Build preference pairs from ``verifiable`` rows (``training/pairs.py``): chosen = the worked
+    solution (``metadata.solution``) or the ground truth; rejected = a wrong answer, either a
+    ``perturb``-ed ground truth (numbers only: a seeded offset) or ``sample``-d from the stage's
+    starting model and failed by the row's verifier (falling back to a perturbed answer when every
+    sample passes)."""
+
+    rejected: Literal["perturb", "sample"] = "perturb"
+    num_samples: int = Field(4, ge=1, description="sample: completions drawn per prompt")
+    max_new_tokens: int = Field(32, ge=1, description="sample: length of each drawn completion")
+    temperature: float = Field(1.0, gt=0, description="sample: sampling temperature")
+
+
+class DPOStage(StageBase):
+    """DPO on TRL's ``DPOTrainer`` (``training/dpo.py``). ``loss: sigmoid`` is standard DPO
+    (Rafailov et al. 2023, Eq. 7); ``dpo_norm`` is Tülu 3's length-normalised DPO (TRL's
+    ``sigmoid_norm``). ``ref`` is the reference model: ``previous`` (the stage's starting model),
+    ``base``, an earlier stage's name, or a model path. With ``peft:`` and ``ref: previous`` TRL uses
+    the policy with its adapter disabled as the reference (the same weights, no second copy)."""
+
+    kind: Literal["dpo"]
+    lr: float = Field(5e-7, gt=0)
+    loss: Literal["sigmoid", "dpo_norm"] = "sigmoid"
+    beta: float = Field(0.1, gt=0)
+    ref: str = Field("previous", description="'previous' (default), 'base', an earlier stage's name, or a model path")
+    pairs: PairsSpec | None = Field(None, description="build pairs from verifiable rows (else: preference rows only)")
+    precompute_ref_log_probs: bool = False
+
+
+class RLVRStage(StageBase):
+    """RL with verifiable rewards on TRL's ``GRPOTrainer`` (``training/rlvr.py``; Tülu 3, methods.md
+    §7): reward = ``reward`` x the row's verifier score (the row's ``verifier`` column, or
+    ``verifier:`` for every row), ``non_stop_penalty`` replaces the reward of a completion with no
+    EOS within ``max_completion_length``; ``reward_funcs`` adds user reward functions (dotted paths,
+    TRL's contract ``fn(prompts, completions, **columns) -> list[float | None]``). ``beta`` is the KL
+    coefficient. ``max_length`` is not used (GRPO does not truncate prompts)."""
+
+    kind: Literal["rlvr"]
+    lr: float = Field(1e-6, gt=0)
+    verifier: str | None = Field(None, description="override every row's verifier")
+    reward: float = Field(10.0, description="reward for a verifier pass (score 1.0)")
+    non_stop_penalty: float | None = Field(None, description="reward of a completion that never ends (Tülu 3: -10)")
+    reward_funcs: list[str] = Field(default_factory=list, description="extra TRL reward functions, 'pkg.mod:fn'")
+    num_generations: int = Field(4, ge=2)
+    max_completion_length: int = Field(64, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    beta: float = Field(0.05, ge=0, description="KL coefficient")
+
+    @field_validator("verifier")
+    @classmethod
+    def _known_verifier(cls, name):
+        from curation.registry import UnknownName
+        from eval.verifiers import VERIFIERS
+
+        if name is not None:
+            try:
+                VERIFIERS.get(name)
+            except UnknownName as exc:
+                raise ValueError(str(exc)) from None
+        return name
+
+    @field_validator("reward_funcs")
+    @classmethod
+    def _importable(cls, paths):
+        from curation.registry import import_path
+
+        for path in paths:
+            try:
+                fn = import_path(path)
+            except (ImportError, AttributeError, ValueError) as exc:
+                raise ValueError(f"cannot import reward function {path!r} ({exc}); give 'package.module:function'") from None
+            if not callable(fn):
+                raise ValueError(f"reward function {path!r} is not callable")
+        return paths
+
+    @model_validator(mode="after")
+    def _divisible(self):
+        if (self.batch_size * self.grad_accum) % self.num_generations:
+            raise ValueError(f"batch_size x grad_accum ({self.batch_size} x {self.grad_accum}) must be a multiple of "
+                             f"num_generations ({self.num_generations}): each prompt's completions form one group")
+        return self
+
+
+StageSpec = Annotated[Union[SFTStage, PretrainStage, DPOStage, RLVRStage], Field(discriminator="kind")]
 
 
 class LaunchSpec(Strict):
@@ -264,6 +347,9 @@ class Recipe(Strict):
             ref = stage.from_
             if ref and ref not in ("previous", "base") and ref not in names and "/" not in ref:
                 errors.append((("stages", i, "from"), f"{ref!r} names no earlier stage ({names or 'none'}), nor 'previous', 'base' or a path"))
+            dpo_ref = getattr(stage, "ref", None)  # a DPO stage's reference model
+            if dpo_ref and dpo_ref not in ("previous", "base") and dpo_ref not in names and "/" not in dpo_ref:
+                errors.append((("stages", i, "ref"), f"{dpo_ref!r} names no earlier stage ({names or 'none'}), nor 'previous', 'base' or a path"))
             names.append(stage.name or f"{i}-{stage.kind}")
         for ev, spec in self.eval.items():
             if spec.source not in self.sources:
@@ -296,7 +382,7 @@ def all_field_names() -> set[str]:
     """Every key the schema knows (for "did you mean" when the location is ambiguous)."""
     names: set[str] = set()
     for model in (Recipe, ModelSpec, FileSource, GeneratedSource, MixShare, LoraSpec, SFTStage, EvalSpec,
-                  PretrainStage, ScheduleSpec, LaunchSpec):
+                  PretrainStage, ScheduleSpec, LaunchSpec, DPOStage, RLVRStage, PairsSpec):
         for fname, finfo in model.model_fields.items():
             names.add(finfo.alias or fname)
     return names

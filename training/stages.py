@@ -9,11 +9,15 @@ from __future__ import annotations
 from curation.registry import Registry
 from training.pretrain import run_pretrain
 from training.schedules import stage_context
+from training.dpo import run_dpo
+from training.rlvr import run_rlvr
 from training.sft import run_sft
 
 STAGES: Registry = Registry("stage kind")
 STAGES.register("sft")(run_sft)
 STAGES.register("pretrain")(run_pretrain)
+STAGES.register("dpo")(run_dpo)
+STAGES.register("rlvr")(run_rlvr)
 
 
 def run_stage(stage, model, tokenizer, rows, stage_dir, *, seed: int, resume: bool = False, continued: bool = False):

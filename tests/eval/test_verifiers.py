@@ -92,7 +92,7 @@ def test_gsm8k_reference_solutions_all_pass():
     """The real GSM8K test set, loaded the product's way: every reference solution verifies."""
     import json
 
-    from conftest import needs_shared
+    from tests.conftest import needs_shared
     from curation.sources import load_source
     from recipe.schema import FileSource
 

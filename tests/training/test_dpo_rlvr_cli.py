@@ -1,0 +1,128 @@
+"""SFT -> DPO -> RLVR through the CLI on the tiny model (2-3 steps each), preference data from
+hh-rlhf transcripts, and the bad inputs that must fail clearly before any stage trains."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import needs_shared, tiny_recipe
+
+
+def chained(**stage_over):
+    r = tiny_recipe()
+    r["stages"] = [
+        {"kind": "sft", "data": "sft", "max_steps": 2, "lr": 1e-3, "batch_size": 8, "max_length": 48, "logging_steps": 1},
+        {"kind": "dpo", "data": "sft", "max_steps": 2, "lr": 1e-4, "batch_size": 4, "max_length": 48, "logging_steps": 1,
+         "loss": "dpo_norm", "beta": 5.0, "pairs": {"rejected": "perturb"}, **stage_over.get("dpo", {})},
+        {"kind": "rlvr", "data": "sft", "max_steps": 2, "lr": 1e-5, "batch_size": 4, "num_generations": 2,
+         "max_completion_length": 6, "non_stop_penalty": -10.0, "logging_steps": 1, **stage_over.get("rlvr", {})},
+    ]
+    r["eval"] = {"arith_test": {"source": "arith_test", "max_new_tokens": 4, "limit": 4}}
+    return r
+
+
+def test_sft_dpo_rlvr_chain(cli, write_recipe, tmp_path):
+    out = tmp_path / "run"
+    res = cli("train", write_recipe(chained(dpo={"ref": "base"})), "--out", out)
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["kind"] for s in manifest["stages"]] == ["sft", "dpo", "rlvr"]
+    assert all(s["status"] == "done" for s in manifest["stages"])
+    # DPO: pairs built from verifiable rows, recorded in the run's ledger; the loss is logged
+    dpo_dir = out / "stages" / "1-dpo"
+    pairs = [json.loads(l) for l in (dpo_dir / "pairs.jsonl").read_text().splitlines()]
+    assert pairs and all(p["chosen"] != p["rejected"] and p["rejected_from"] == "perturbed" for p in pairs)
+    ledger = pq.read_table(out / "ledger.parquet").to_pylist()
+    stage_records = [r for r in ledger if r["dataset"] == "stage:1-dpo"]
+    assert len(stage_records) == len(pairs) and {r["step"] for r in stage_records} == {"pairs"}
+    dpo_log = json.loads((dpo_dir / "final" / "train_log.json").read_text())
+    assert any("loss" in r for r in dpo_log)
+    # RLVR: per-verifier reward mean and pass rate in the trainer log and in rewards.json
+    rl_dir = out / "stages" / "2-rlvr"
+    rewards = json.loads((rl_dir / "rewards.json").read_text())
+    assert rewards["completions"] == 2 * 4  # 2 steps x batch 4
+    assert set(rewards["by_verifier"]) == {"math"}
+    assert 0.0 <= rewards["by_verifier"]["math"]["pass_rate"] <= 1.0
+    rl_log = json.loads((rl_dir / "final" / "train_log.json").read_text())
+    assert any("verifier/math/pass_rate" in r and "verifier/math/reward" in r for r in rl_log)
+    # the ledger survives a second (fully cached) run with the stage records intact
+    res = cli("train", write_recipe(chained(dpo={"ref": "base"})), "--out", out)
+    assert res.exit_code == 0, res.output
+    assert len([r for r in pq.read_table(out / "ledger.parquet").to_pylist() if r["dataset"] == "stage:1-dpo"]) == len(pairs)
+
+
+def test_dpo_on_hh_rlhf_transcripts(cli, write_recipe, tmp_path):
+    path = needs_shared("hh_rlhf", "harmless_base_test.jsonl.gz")
+    r = tiny_recipe()
+    r["sources"] = {"hh": {"path": str(path), "format": "hh_rlhf", "limit": 24},
+                    "arith_test": r["sources"]["arith_test"]}
+    r["mixtures"] = {"prefs": {"hh": 1.0}}
+    r["selection"] = {}
+    r["stages"] = [{"kind": "dpo", "data": "prefs", "max_steps": 2, "batch_size": 2, "max_length": 96,
+                    "loss": "sigmoid", "beta": 0.1, "logging_steps": 1}]
+    r["eval"] = {}
+    out = tmp_path / "run"
+    res = cli("train", write_recipe(r), "--out", out)
+    assert res.exit_code == 0, res.output
+    log = json.loads((out / "stages" / "0-dpo" / "final" / "train_log.json").read_text())
+    assert any("loss" in x for x in log)
+
+
+def _cache_entries(out):
+    return sorted(p.name for p in (out / "cache").glob("*/*") if p.is_dir())
+
+
+@pytest.mark.parametrize("case,match", [
+    ("dpo_on_chat", "a dpo stage needs preference rows"),
+    ("dpo_on_verifiable_without_pairs", "pairs: {rejected: perturb}"),
+    ("rlvr_rows_without_verifier", "have no verifier"),
+    ("rlvr_unknown_row_verifier", "unknown verifier 'nosuch'"),
+])
+def test_bad_stage_data_fails_before_training(case, match, cli, write_recipe, tmp_path):
+    r = tiny_recipe()
+    r["sources"]["chat"] = {"generate": "arithmetic", "n": 20, "skills": ["add"], "max_operand": 9, "as_chat": True}
+    sft = {"kind": "sft", "data": "sft", "max_steps": 1, "batch_size": 8, "max_length": 48}
+    if case == "dpo_on_chat":
+        r["mixtures"]["chat"] = {"chat": 1.0}
+        bad = {"kind": "dpo", "data": "chat", "max_steps": 1}
+    elif case == "dpo_on_verifiable_without_pairs":
+        bad = {"kind": "dpo", "data": "sft", "max_steps": 1}
+    elif case == "rlvr_rows_without_verifier":
+        r["mixtures"]["mixed"] = {"arith": 1.0, "chat": 1.0}
+        bad = {"kind": "rlvr", "data": "mixed", "max_steps": 1, "batch_size": 4, "num_generations": 2}
+    else:
+        r["sources"]["odd"] = {"path": str(tmp_path / "odd.jsonl"), "kind": "verifiable",
+                               "fields": {"prompt": "q", "ground_truth": "a", "verifier": "v"}}
+        (tmp_path / "odd.jsonl").write_text("".join(json.dumps({"q": f"{i}+1?", "a": str(i + 1), "v": "nosuch"}) + "\n"
+                                                    for i in range(4)))
+        r["mixtures"]["odd"] = {"odd": 1.0}
+        bad = {"kind": "rlvr", "data": "odd", "max_steps": 1, "batch_size": 4, "num_generations": 2}
+    r["stages"] = [sft, bad]
+    out = tmp_path / "run"
+    path = write_recipe(r)
+    res = cli("train", path, "--out", out)
+    assert res.exit_code == 1, res.output
+    assert match in res.output and "Traceback" not in res.output
+    assert not (out / "stages" / "0-sft" / "final").exists()  # refused before the first stage trained
+    cached = _cache_entries(out)
+    assert cached  # curation results are kept ...
+    r["stages"] = [sft]
+    res = cli("curate", write_recipe(r), "--out", out)
+    assert res.exit_code == 0, res.output
+    assert set(cached) <= set(_cache_entries(out))  # ... and nothing cached was lost
+
+
+def test_bad_rlvr_recipe_is_a_recipe_error(cli, write_recipe):
+    r = tiny_recipe()
+    r["stages"] = [{"kind": "rlvr", "data": "sft", "verifier": "gsm8", "reward_funcs": ["no_such_mod_abc:fn"]}]
+    res = cli("validate", write_recipe(r))
+    assert res.exit_code == 2, res.output
+    assert "stages[0].verifier" in res.output and "did you mean 'gsm8k'" in res.output
+    assert "stages[0].reward_funcs" in res.output and "cannot import reward function 'no_such_mod_abc:fn'" in res.output
+    r["stages"] = [{"kind": "rlvr", "data": "sft", "batch_size": 3, "num_generations": 2}]
+    res = cli("validate", write_recipe(r))
+    assert res.exit_code == 2 and "multiple of num_generations" in res.output, res.output
+    r["stages"] = [{"kind": "dpo", "data": "sft", "ref": "nostage"}]
+    res = cli("validate", write_recipe(r))
+    assert res.exit_code == 2 and "stages[0].ref" in res.output, res.output

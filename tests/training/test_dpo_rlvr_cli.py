@@ -126,3 +126,16 @@ def test_bad_rlvr_recipe_is_a_recipe_error(cli, write_recipe):
     r["stages"] = [{"kind": "dpo", "data": "sft", "ref": "nostage"}]
     res = cli("validate", write_recipe(r))
     assert res.exit_code == 2 and "stages[0].ref" in res.output, res.output
+
+
+@pytest.mark.parametrize("ref", ["previous", "base"])
+def test_dpo_with_lora_and_either_reference(ref, cli, write_recipe, tmp_path):
+    """LoRA + ref: previous uses TRL's adapter-disabled policy; any other ref loads that model."""
+    r = tiny_recipe()
+    r["stages"] = [{"kind": "dpo", "data": "sft", "max_steps": 1, "batch_size": 4, "max_length": 48, "ref": ref,
+                    "peft": {"r": 4, "alpha": 8}, "pairs": {"rejected": "perturb"}, "logging_steps": 1}]
+    r["eval"] = {}
+    out = tmp_path / "run"
+    res = cli("train", write_recipe(r), "--out", out)
+    assert res.exit_code == 0, res.output
+    assert (out / "stages" / "0-dpo" / "final" / "config.json").is_file()  # merged (merge: true)

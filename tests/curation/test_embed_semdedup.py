@@ -120,3 +120,45 @@ def test_semantic_dedup_params_bounds():
         SemanticDedupParams(n_clusters=0)
     with pytest.raises(ValidationError):
         SemanticDedupParams(epsilon=0.1)
+
+
+def _semdedup_recipe(tmp_path, options):
+    import json
+
+    from tests.conftest import tiny_recipe
+
+    src = tmp_path / "instr.jsonl"
+    src.write_text("".join(json.dumps({"instruction": t, "input": "", "output": "Sure."}) + "\n" for t in TEXTS + NEAR))
+    r = tiny_recipe()
+    r["sources"]["instr"] = {"path": str(src), "format": "alpaca"}
+    r["mixtures"]["sft"] = {"instr": 1.0}
+    r["selection"]["sft"] = [{"semantic_dedup": options}]
+    return r
+
+
+def test_runner_ledger_and_shared_embedding_cache(cli, write_recipe, tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "run"
+    res = cli("curate", write_recipe(_semdedup_recipe(tmp_path, {"n_clusters": 2, "eps": 0.05})), "--out", out)
+    assert res.exit_code == 0, res.output
+    led = pq.read_table(out / "ledger.parquet").to_pandas()
+    step = led[led.step == "0:semantic_dedup"]
+    assert len(step) == len(TEXTS) + len(NEAR)
+    dropped = step[step.decision == "drop"]
+    assert len(dropped) == len(NEAR) and set(dropped.reason_code) == {"semantic_duplicate_of"}
+    kept_ids = set(step[step.decision == "keep"].row_id)
+    assert all(r.split(":", 1)[1] in kept_ids for r in dropped.reason)  # every drop names a kept row
+    assert list((out / "cache" / "embeddings").rglob("shard-*.npz"))  # shared store under the cache root
+    # a different eps re-runs the step but reuses every stored vector
+    shards = len(list((out / "cache" / "embeddings").rglob("shard-*.npz")))
+    res = cli("curate", write_recipe(_semdedup_recipe(tmp_path, {"n_clusters": 2, "eps": 0.2})), "--out", out)
+    assert res.exit_code == 0, res.output
+    assert len(list((out / "cache" / "embeddings").rglob("shard-*.npz"))) == shards
+
+
+def test_unloadable_model_through_the_cli_is_one_clear_message(cli, write_recipe, tmp_path):
+    res = cli("curate", write_recipe(_semdedup_recipe(tmp_path, {"model": "someone/not-downloaded-encoder"})),
+              "--out", tmp_path / "run")
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "cannot load embedding model" in res.output and "local directory" in res.output

@@ -169,7 +169,10 @@ def embed(
             missing[k] = t
     if missing:
         encoder = load_encoder(model, device)
-        todo_keys, todo_texts = list(missing), list(missing.values())
+        # longest first, as sentence-transformers orders one encode() call: batches of similar length
+        # waste little on padding, while each batch still reports progress
+        todo_keys = sorted(missing, key=lambda k: -len(missing[k]))
+        todo_texts = [missing[k] for k in todo_keys]
         advance = progress(f"embedding {len(todo_texts)} texts", len(todo_texts)) if progress else None
         chunk = batch_size * 16  # save a shard every chunk, so an interrupted run keeps its work
         for start in range(0, len(todo_texts), chunk):

@@ -40,11 +40,28 @@ def write_training_file(path: Path, texts: Sequence[str], labels: Sequence[str])
     return n
 
 
-def train(path: Path, *, epoch: int, lr: float, word_ngrams: int, dim: int, bucket: int, seed: int, threads: int = 1):
+def train(path: Path, *, epoch: int, lr: float, word_ngrams: int, dim: int, bucket: int, seed: int, threads: int = 1,
+          retries: int = 3):
+    """``fasttext.train_supervised``; returns ``(model, lr actually used)``.
+
+    fastText's SGD can diverge ("Encountered NaN") on small or repetitive training sets; fastText's
+    own remedy is a lower learning rate, so on NaN the rate is halved and training restarted, up to
+    ``retries`` times (the rate used is reported, so the data card shows it), then StepError.
+    """
     import fasttext
 
-    return fasttext.train_supervised(str(path), epoch=epoch, lr=lr, wordNgrams=word_ngrams, dim=dim, bucket=bucket,
-                                     seed=seed, thread=threads, verbose=0)
+    for attempt in range(retries + 1):
+        try:
+            model = fasttext.train_supervised(str(path), epoch=epoch, lr=lr, wordNgrams=word_ngrams, dim=dim,
+                                              bucket=bucket, seed=seed, thread=threads, verbose=0)
+            return model, lr
+        except RuntimeError as exc:
+            if "NaN" not in str(exc):
+                raise StepError(f"fastText training failed: {exc}") from None
+            if attempt == retries:
+                raise StepError(f"fastText training diverged (NaN) even at lr={lr:g}; lower `lr` or `epoch`, or give "
+                                f"more training rows") from None
+            lr /= 2
 
 
 def _expected_size(model) -> int:

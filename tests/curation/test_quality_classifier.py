@@ -162,3 +162,20 @@ def test_runner_records_scores_in_the_ledger_and_caches_the_classifier(cli, writ
     res = cli("curate", path, "--out", out)
     assert res.exit_code == 0 and "cached" in res.output
     assert bins[0].stat().st_mtime_ns == mtime  # not retrained
+
+
+def test_replacing_the_model_file_reruns_the_step(cli, write_recipe, tmp_path):
+    import os
+
+    pool, _ = _pool()
+    QualityClassifier(QualityClassifierParams(positive=["good"], negative=["web"], bucket=5000),
+                      _ctx(tmp_path, _sources())).decide(pool)
+    model = tmp_path / "work" / "quality.bin"
+    path = write_recipe(_qc_recipe(tmp_path, {"model_path": str(model)}))
+    out = tmp_path / "run"
+    assert cli("curate", path, "--out", out).exit_code == 0
+    step_line = lambda text: next(l for l in text.splitlines() if "quality_classifier" in l)
+    assert "cached" in step_line(cli("plan", path, "--out", out).output)
+    st = model.stat()
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a new classifier at the same path
+    assert "will run" in step_line(cli("plan", path, "--out", out).output)

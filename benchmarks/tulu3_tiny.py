@@ -2,7 +2,7 @@
 
 For each seed the whole recipe runs (curation, base model, SFT -> DPO -> RLVR, eval of the base and of
 every stage's output on the held-out arithmetic test split); the table gives the mean and the
-per-seed values. Writes benchmarks/tulu3_tiny_results.json and .md.
+per-seed values. Writes benchmarks/results/tulu3_tiny.json and .md.
 
     python benchmarks/tulu3_tiny.py                 # seeds 0 1 2
     python benchmarks/tulu3_tiny.py --seeds 0 --stages sft    # a subset (reported as such)
@@ -63,14 +63,14 @@ def main() -> None:
                    "per_seed": [r["accuracy"][m] for r in runs]} for m in models}
     out = {"recipe": "recipes/tulu3_tiny.yaml", "command": "python benchmarks/tulu3_tiny.py " + " ".join(sys.argv[1:]),
            "seeds": args.seeds, "stages": args.stages or "all", "summary": summary, "runs": runs}
-    (ROOT / "benchmarks" / "tulu3_tiny_results.json").write_text(json.dumps(out, indent=1))
+    (ROOT / "benchmarks" / "results" / "tulu3_tiny.json").write_text(json.dumps(out, indent=1))
     lines = ["# tulu3_tiny: held-out accuracy after each stage (CPU)", "",
              f"Command: `{out['command']}`; seeds {args.seeds}; {runs[0]['n']} held-out problems per seed.", "",
              "| model | mean accuracy | per seed |", "|---|---|---|"]
     for m in models:
         lines.append(f"| {m} | {summary[m]['mean']:.3f} | {', '.join(f'{v:.3f}' for v in summary[m]['per_seed'])} |")
     lines += ["", "Wall time per seed (s): " + ", ".join(str(r["seconds"]) for r in runs)]
-    (ROOT / "benchmarks" / "tulu3_tiny_results.md").write_text("\n".join(lines) + "\n")
+    (ROOT / "benchmarks" / "results" / "tulu3_tiny.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

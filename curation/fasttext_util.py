@@ -5,13 +5,18 @@ predicts; this module only writes its training file, loads a ``.bin`` defensivel
 P(label) for every row. Why our own code: ``fasttext.load_model`` accepts a truncated ``.bin``
 without complaint (it reads past the end as zeros), so a half-copied classifier would silently
 score every row; :func:`load_classifier` checks the file's size against what its header declares
-and raises :class:`~curation.steps.base.StepError` with a clear message instead.
+and raises :class:`~curation.steps.base.StepError` with a clear message instead; and
+:func:`train` runs fastText's trainer in a fresh child process, because in a process that has
+already run torch it can read stale heap memory and diverge (see its docstring).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -40,28 +45,59 @@ def write_training_file(path: Path, texts: Sequence[str], labels: Sequence[str])
     return n
 
 
-def train(path: Path, *, epoch: int, lr: float, word_ngrams: int, dim: int, bucket: int, seed: int, threads: int = 1,
-          retries: int = 3):
-    """``fasttext.train_supervised``; returns ``(model, lr actually used)``.
+_TRAIN_CHILD = """
+import json, sys
+import fasttext
+a = json.loads(sys.argv[1])
+lr = a["lr"]
+for attempt in range(a["retries"] + 1):
+    try:
+        model = fasttext.train_supervised(a["input"], epoch=a["epoch"], lr=lr, wordNgrams=a["word_ngrams"],
+                                          dim=a["dim"], bucket=a["bucket"], seed=a["seed"], thread=a["threads"],
+                                          verbose=0)
+    except RuntimeError as exc:
+        if "NaN" not in str(exc):
+            print(json.dumps({"error": str(exc)})); sys.exit(0)
+        if attempt == a["retries"]:
+            print(json.dumps({"nan": lr})); sys.exit(0)
+        lr /= 2
+        continue
+    model.save_model(a["output"])
+    print(json.dumps({"lr": lr})); sys.exit(0)
+"""
 
-    fastText's SGD can diverge ("Encountered NaN") on small or repetitive training sets; fastText's
-    own remedy is a lower learning rate, so on NaN the rate is halved and training restarted, up to
-    ``retries`` times (the rate used is reported, so the data card shows it), then StepError.
+
+def train(path: Path, output: Path, *, epoch: int, lr: float, word_ngrams: int, dim: int, bucket: int, seed: int,
+          threads: int = 1, retries: int = 3):
+    """``fasttext.train_supervised`` on ``path``, model saved to ``output``; returns ``(model, lr actually used)``.
+
+    Training runs in a fresh Python child process. fastText 0.9.3's trainer reads heap memory it never
+    initialised: in a process whose heap already holds other libraries' freed buffers (torch, an
+    encoder, a tokenizer) it "Encountered NaN" at any learning rate, while the same file and seed train
+    cleanly in a new process (reproduced by filling freed malloc chunks with NaN bytes: 0/5 runs trained,
+    5/5 on a clean heap). Loading and prediction are unaffected, so the parent loads the saved ``.bin``.
+
+    A genuine divergence (NaN on a clean heap) is met with fastText's own remedy, a lower learning rate:
+    the rate is halved and training restarted, up to ``retries`` times (the rate used is reported, so the
+    data card shows it), then :class:`StepError`.
     """
     import fasttext
 
-    for attempt in range(retries + 1):
-        try:
-            model = fasttext.train_supervised(str(path), epoch=epoch, lr=lr, wordNgrams=word_ngrams, dim=dim,
-                                              bucket=bucket, seed=seed, thread=threads, verbose=0)
-            return model, lr
-        except RuntimeError as exc:
-            if "NaN" not in str(exc):
-                raise StepError(f"fastText training failed: {exc}") from None
-            if attempt == retries:
-                raise StepError(f"fastText training diverged (NaN) even at lr={lr:g}; lower `lr` or `epoch`, or give "
-                                f"more training rows") from None
-            lr /= 2
+    args = {"input": str(path), "output": str(output), "epoch": epoch, "lr": lr, "word_ngrams": word_ngrams,
+            "dim": dim, "bucket": bucket, "seed": seed, "threads": threads, "retries": retries}
+    proc = subprocess.run([sys.executable, "-c", _TRAIN_CHILD, json.dumps(args)], capture_output=True, text=True)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise StepError(f"fastText training failed (exit {proc.returncode}): {' / '.join(tail) or 'no output'}")
+    result = json.loads(lines[-1])
+    if "error" in result:
+        raise StepError(f"fastText training failed: {result['error']}")
+    if "nan" in result:
+        raise StepError(f"fastText training diverged (NaN) even at lr={result['nan']:g}; lower `lr` or `epoch`, or "
+                        f"give more training rows")
+    fasttext.FastText.eprint = lambda *a, **k: None  # its "load_model does not return WordVectorModel" notice
+    return fasttext.load_model(str(output)), result["lr"]
 
 
 def _expected_size(model) -> int:

@@ -168,9 +168,9 @@ class PreSelect(Step):
         train_idx = scored[valid]
         ft.write_training_file(work / "train.txt", [texts[train_idx[i]] for i in np.concatenate([pos, neg])],
                                ["__label__1"] * len(pos) + ["__label__0"] * len(neg))
-        model, lr_used = ft.train(work / "train.txt", epoch=p.epoch, lr=p.lr, word_ngrams=p.word_ngrams, dim=p.dim,
-                         bucket=p.bucket, seed=self.ctx.seed, threads=p.threads)
-        model.save_model(str(work / "preselect.bin"))
+        model, lr_used = ft.train(work / "train.txt", work / "preselect.bin", epoch=p.epoch, lr=p.lr,
+                                    word_ngrams=p.word_ngrams, dim=p.dim, bucket=p.bucket, seed=self.ctx.seed,
+                                    threads=p.threads)
         (work / "train.txt").unlink()
         advance = self.ctx.progress("preselect scores", n) if self.ctx.progress else None
         prob = ft.positive_probability(model, texts, "__label__1", advance=advance)

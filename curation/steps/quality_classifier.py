@@ -26,8 +26,10 @@ Hyper-parameters: fastText's own defaults (epoch 5, lr 0.1, dim 100) with word b
 (``word_ngrams: 2``); DCLM's exact training settings were not checked against its code. Deviation:
 ``bucket`` defaults to 200,000 instead of fastText's 2,000,000 so that a cached classifier is
 ~80 MB rather than ~800 MB; set ``bucket: 2000000`` to restore it. ``threads: 1`` avoids fastText's
-lock-free (hogwild) updates across threads; runs can still differ slightly between processes. If training diverges (NaN), the
-learning rate is halved and training restarted (up to 3 times); ``lr_used`` in the extras says so.
+lock-free (hogwild) updates across threads, so a seed gives the same classifier. Training runs in a
+fresh child process (``fasttext_util.train``: fastText reads stale heap memory otherwise). If
+training diverges (NaN), the learning rate is halved and training restarted (up to 3 times);
+``lr_used`` in the extras says so.
 """
 
 from __future__ import annotations
@@ -117,9 +119,9 @@ class QualityClassifier(Step):
         work = self.ctx.workdir
         work.mkdir(parents=True, exist_ok=True)
         ft.write_training_file(work / "train.txt", [texts[i] for i in trn], [labels[i] for i in trn])
-        model, lr_used = ft.train(work / "train.txt", epoch=p.epoch, lr=p.lr, word_ngrams=p.word_ngrams, dim=p.dim,
-                         bucket=p.bucket, seed=self.ctx.seed, threads=p.threads)
-        model.save_model(str(work / "quality.bin"))
+        model, lr_used = ft.train(work / "train.txt", work / "quality.bin", epoch=p.epoch, lr=p.lr,
+                                    word_ngrams=p.word_ngrams, dim=p.dim, bucket=p.bucket, seed=self.ctx.seed,
+                                    threads=p.threads)
         (work / "train.txt").unlink()
         info = {"trained": True, "classifier": "work/quality.bin", "lr_used": lr_used, "train_rows": {"positive": counts["__label__1"],
                                                                                  "negative": counts["__label__0"]}}

@@ -179,3 +179,33 @@ def test_replacing_the_model_file_reruns_the_step(cli, write_recipe, tmp_path):
     st = model.stat()
     os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a new classifier at the same path
     assert "will run" in step_line(cli("plan", path, "--out", out).output)
+
+
+def test_training_survives_a_dirty_heap(tmp_path):
+    """fastText 0.9.3's trainer reads heap memory it never initialised; after torch and an encoder ran in
+    the same process, freed chunks hold NaN bytes and in-process training "Encountered NaN" at every
+    lr (the CI failure this reproduces). ``fasttext_util.train`` trains in a fresh process instead."""
+    import ctypes
+    import struct
+
+    from curation import fasttext_util as ft
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    nan = struct.pack("f", float("nan"))
+    chunks = []
+    for size in (64, 256, 1024, 4096, 16384, 65536, 100000):
+        for _ in range(200):
+            ptr = libc.malloc(size)
+            ctypes.memmove(ptr, nan * (size // 4), size)
+            chunks.append(ptr)
+    for ptr in chunks:
+        libc.free(ctypes.c_void_p(ptr))
+    rng = random.Random(0)
+    texts = [" ".join(_good(rng)) for _ in range(60)] + [_web(rng) for _ in range(60)]
+    n = ft.write_training_file(tmp_path / "train.txt", texts, ["__label__1"] * 60 + ["__label__0"] * 60)
+    model, lr_used = ft.train(tmp_path / "train.txt", tmp_path / "m.bin", epoch=25, lr=0.1, word_ngrams=2, dim=100,
+                              bucket=20000, seed=0)
+    assert n == 120 and lr_used == 0.1 and (tmp_path / "m.bin").is_file()
+    prob = ft.positive_probability(model, texts, "__label__1")
+    assert prob[:60].mean() > 0.8 and prob[60:].mean() < 0.2

@@ -54,9 +54,25 @@ class FileSource(Strict):
     kind: RowKind | None = None
     fields: dict[str, str | list[str]] = Field(default_factory=dict)
     verifier: str | None = None
+    verifier_map: dict[str, str] = Field(
+        default_factory=dict, description="rename values of the `fields.verifier` column to verifier names, e.g. "
+        "{MATH: boxed} for Tülu 3's RLVR data, whose `dataset` column says gsm8k, MATH or ifeval")
     skill: str | None = Field(None, description="skill label for every row of this source")
     license: str | None = None
     limit: int | None = Field(None, gt=0, description="read only the first N records")
+
+    @field_validator("verifier_map")
+    @classmethod
+    def _known_mapped_verifiers(cls, mapping):
+        from curation.registry import UnknownName
+        from eval.verifiers import VERIFIERS
+
+        for value, name in mapping.items():
+            try:
+                VERIFIERS.get(name)
+            except UnknownName as exc:
+                raise ValueError(f"{value!r} maps to {exc}") from None
+        return mapping
 
     @model_validator(mode="after")
     def _kind_or_format(self):
@@ -64,6 +80,8 @@ class FileSource(Strict):
             raise ValueError("give `kind` (chat, preference, verifiable, text) with `fields`, or a `format`")
         if self.kind == "verifiable" and self.format is None and not self.verifier and "verifier" not in self.fields:
             raise ValueError("a verifiable source needs `verifier` (e.g. math) or a `fields.verifier` column")
+        if self.verifier_map and "verifier" not in self.fields:
+            raise ValueError("`verifier_map` renames the values of a verifier column: also give `fields.verifier`")
         return self
 
 

@@ -95,6 +95,42 @@ def test_field_mapping_verifiable_csv(tmp_path):
     assert res.rows["ground_truth"] == ["2", "4"] and res.rows[0]["prompt"][0]["role"] == "user"
 
 
+def test_verifier_column_routes_tulu3_rlvr_rows(tmp_path):
+    """Tülu 3's RLVR data names each row's verifier in its `dataset` column (gsm8k, MATH, ifeval);
+    `verifier_map` renames MATH to our MATH-style verifier, and every row then scores its own way."""
+    from eval.verifiers import get_verifier
+
+    constraint = json.dumps({"func_name": "validate_lowercase", "N": None, "quantifier": None})
+    records = [
+        {"messages": [{"role": "user", "content": "Janet has 3 apples and buys 4. How many?"}], "ground_truth": "7",
+         "dataset": "gsm8k"},
+        {"messages": [{"role": "user", "content": "Simplify 2/4."}], "ground_truth": "\\frac{1}{2}", "dataset": "MATH"},
+        {"messages": [{"role": "user", "content": "Say hello in lower case."}], "ground_truth": constraint,
+         "dataset": "ifeval"},
+    ]
+    p = _jsonl(tmp_path / "rlvr.jsonl", records)
+    spec = FileSource(path=str(p), kind="verifiable", verifier_map={"MATH": "boxed"},
+                      fields={"prompt": "messages", "ground_truth": "ground_truth", "verifier": "dataset",
+                              "skill": "dataset"})
+    rows = list(load_source("tulu3_rlvr", spec).rows)
+    assert [r["verifier"] for r in rows] == ["gsm8k", "boxed", "ifeval"]
+    assert [r["skill"] for r in rows] == ["gsm8k", "MATH", "ifeval"]  # the skill keeps the data's own label
+    passing = ["She has 3 + 4 = 7 apples.", "The answer is $\\boxed{\\frac{1}{2}}$.", "hello there"]
+    failing = ["She has 8 apples.", "The answer is $\\boxed{2}$.", "Hello There"]
+    for row, good, bad in zip(rows, passing, failing):
+        verify = get_verifier(row["verifier"])
+        assert verify(good, row["ground_truth"]) == 1.0 and verify(bad, row["ground_truth"]) == 0.0
+
+
+def test_verifier_map_checks_names_and_needs_a_column():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="'MATH' maps to.*unknown verifier 'boxd'"):
+        FileSource(path="x.jsonl", kind="verifiable", fields={"verifier": "dataset"}, verifier_map={"MATH": "boxd"})
+    with pytest.raises(ValidationError, match="also give `fields.verifier`"):
+        FileSource(path="x.jsonl", kind="verifiable", verifier="math", verifier_map={"MATH": "boxed"})
+
+
 def test_parquet_chat_messages(tmp_path):
     import datasets
 

@@ -118,6 +118,14 @@ def test_reference_to_missing_source_and_mixture(cli, write_recipe):
     assert "mixtures.sft.arithh" in out and "stages[0].data" in out
 
 
+def test_stage_from_naming_no_stage(cli, write_recipe):
+    r = tiny_recipe()
+    r["stages"].append({"kind": "sft", "name": "second", "data": "sft", "from": "nosuchstage", "max_steps": 1})
+    result, out = _run_validate(cli, write_recipe, r)
+    assert result.exit_code == 2 and "Traceback" not in out
+    assert "stages[1].from" in out and "'nosuchstage' names no earlier stage" in out
+
+
 def test_override_naming_no_key(cli, write_recipe):
     result, out = _run_validate(cli, write_recipe, tiny_recipe(), "stages.0.lrr=1e-3")
     assert result.exit_code == 2

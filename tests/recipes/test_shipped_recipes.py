@@ -67,6 +67,9 @@ def test_tulu3_published_settings(name, kind, table, dataset):
     (mix_sources,) = [list(doc["mixtures"][stage["data"]])]
     assert [doc["sources"][s]["path"] for s in mix_sources] == [dataset]
     assert doc["launch"]["profile"] in ("ddp", "fsdp2", "zero2", "zero3")
+    if kind == "rlvr":  # the data's `dataset` column (gsm8k / MATH / ifeval) picks each row's verifier
+        (src,) = [doc["sources"][s] for s in mix_sources]
+        assert src["fields"]["verifier"] == "dataset" and src["verifier_map"] == {"MATH": "boxed"}
 
 
 def test_tulu3_chain():

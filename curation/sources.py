@@ -3,8 +3,9 @@
 Files and Hub datasets are read with ``datasets.load_dataset`` (the json, parquet and csv
 builders; ``.gz`` is decompressed by ``datasets``). Our own code covers what the builders lack:
 a JSON Lines file with a broken line or a type that changes between rows makes the ``json`` builder
-abort the whole file, so that case falls back to a line reader that quarantines each bad line with
-its reason and line number and keeps every valid one.
+abort the whole file (and so does a line of bytes that are not UTF-8), so that case falls back to a
+line reader that decodes line by line, quarantines each bad line with its reason, line number and
+raw text, and keeps every valid one.
 """
 
 from __future__ import annotations
@@ -76,14 +77,23 @@ def source_fingerprint(spec) -> dict[str, Any]:
     return {"hub": spec.path, "name": spec.name, "split": spec.split, "revision": spec.revision}
 
 
-def _open_text(path: str):
-    return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
+def _open_binary(path: str):
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
 def _tolerant_jsonl(path: str) -> Iterator[tuple[int, Any, str | None, str]]:
-    """(line number, record or None, error reason, raw line) for each non-blank line."""
-    with _open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
+    """(line number, record or None, error reason, raw line) for each non-blank line.
+
+    Lines are decoded one at a time, so a line with bytes that are not UTF-8 is quarantined
+    (``invalid_utf8``, raw text with U+FFFD in place of the bad bytes) and the rest of the file is kept.
+    """
+    with _open_binary(path) as fh:
+        for lineno, data in enumerate(fh, 1):
+            try:
+                line = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield lineno, None, f"invalid_utf8:byte {exc.start} of the line", data.decode("utf-8", "replace")
+                continue
             if not line.strip():
                 continue
             try:
@@ -107,14 +117,23 @@ def _quiet_datasets():
         datasets.logging.set_verbosity(level)
 
 
-def _read_records(spec) -> Iterable[tuple[int, Any, str | None]]:
-    """(index, record or None, error) for every record of a file or Hub source."""
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause's message: datasets wraps a reader's error in "An error occurred while
+    generating the dataset", which says nothing about the file."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _read_records(spec) -> Iterable[tuple[int, Any, str | None, str]]:
+    """(index, record or None, error, raw text of an unreadable record) for every record of a file or Hub source."""
     path = spec.path
     if is_local(path):
         local = str(Path(path).expanduser())
         if Path(local).is_dir():
             ds = datasets.load_dataset(local, split=spec.split)
-            return ((i, r, None) for i, r in enumerate(ds))
+            return ((i, r, None, "") for i, r in enumerate(ds))
         builder = _BUILDERS.get(_suffix(local))
         if builder is None:
             raise SourceError(f"{path}: unknown file type; use .jsonl, .json, .parquet or .csv (optionally .gz)")
@@ -122,18 +141,19 @@ def _read_records(spec) -> Iterable[tuple[int, Any, str | None]]:
         try:
             with _quiet_datasets():  # a parse failure is expected here and handled below
                 ds = datasets.load_dataset(builder, data_files=local, split="train", **kwargs)
-            return ((i, r, None) for i, r in enumerate(ds))
+                ds.data.table.validate(full=True)  # Arrow's JSON reader lets bytes that are not UTF-8 through
+            return ((i, r, None, "") for i, r in enumerate(ds))
         except Exception as exc:  # datasets raises several types for bad rows
             if builder != "json" or _suffix(local) != ".jsonl":
-                raise SourceError(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
-            return ((lineno, rec, err) for lineno, rec, err, _ in _tolerant_jsonl(local))
+                raise SourceError(f"{path}: cannot be read: {_root_cause(exc)}") from None
+            return _tolerant_jsonl(local)
     try:
         ds = datasets.load_dataset(path, spec.name, split=spec.split, revision=spec.revision)
     except Exception as exc:
         raise SourceError(
             f"{path}: cannot load from the Hub ({str(exc).splitlines()[0]}). Offline? Download it and give a local path."
         ) from None
-    return ((i, r, None) for i, r in enumerate(ds))
+    return ((i, r, None, "") for i, r in enumerate(ds))
 
 
 def _raw(record: Any) -> str:
@@ -162,13 +182,13 @@ def load_source(name: str, spec, *, seed: int = 0, progress=None) -> SourceResul
     mapped = spec.model_copy(update={"kind": spec.kind or DEFAULT_KIND.get(fmt_name)})
     view = _SpecView(mapped, name)
     rows, quarantine, n = [], [], 0
-    for index, record, error in _read_records(spec):
+    for index, record, error, raw in _read_records(spec):
         if spec.limit is not None and n >= spec.limit:
             break
         n += 1
         if error:
             code, _, detail = error.partition(":")
-            quarantine.append({"index": index, "reason": code, "detail": detail, "raw": ""})
+            quarantine.append({"index": index, "reason": code, "detail": detail, "raw": raw.rstrip("\n")[:2000]})
             continue
         try:
             rows.append(fmt(record, view))

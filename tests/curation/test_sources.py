@@ -153,6 +153,45 @@ def test_malformed_jsonl_lines_quarantined_valid_kept(tmp_path):
     assert res.stats == {"records": 10, "valid": 5, "quarantined": 5}
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_lines_that_are_not_utf8_are_quarantined_valid_kept(tmp_path, gz):
+    good = [json.dumps({"instruction": f"i{k}", "input": "", "output": f"o{k}"}).encode() for k in range(4)]
+    bad = b'{"instruction": "caf\xe9 \xff\xfe", "input": "", "output": "x"}'  # latin-1 bytes, not UTF-8
+    data = b"\n".join(good[:2] + [bad] + good[2:]) + b"\n"
+    p = tmp_path / ("m.jsonl.gz" if gz else "m.jsonl")
+    p.write_bytes(gzip.compress(data) if gz else data)
+    res = load_source("m", FileSource(path=str(p), format="alpaca"))
+    assert res.rows["messages"][2][0]["content"] == "i2" and len(res.rows) == 4
+    (q,) = res.quarantine
+    assert q["reason"] == "invalid_utf8" and q["index"] == 3 and "caf\ufffd" in q["raw"]
+    assert res.stats == {"records": 5, "valid": 4, "quarantined": 1}
+
+
+def test_csv_that_is_not_utf8_names_the_cause(tmp_path):
+    p = tmp_path / "v.csv"
+    p.write_bytes(b"q,a\nWhat \xff is 1+1?,2\n")
+    spec = FileSource(path=str(p), kind="verifiable", fields={"prompt": "q", "ground_truth": "a"}, verifier="math")
+    with pytest.raises(SourceError, match="cannot be read: .*UTF-?8"):
+        load_source("v", spec)
+
+
+def test_invalid_utf8_through_the_cli_is_counted_not_a_traceback(cli, write_recipe, tmp_path):
+    import pyarrow.parquet as pq
+
+    from tests.conftest import tiny_recipe
+
+    p = tmp_path / "m.jsonl"
+    p.write_bytes(b'{"instruction": "a", "input": "", "output": "b"}\n{"instruction": "\xff", "input": "", "output": "c"}\n')
+    r = tiny_recipe()
+    r["sources"]["m"] = {"path": str(p), "format": "alpaca"}
+    r["mixtures"]["sft"] = {"m": 1.0}
+    res = cli("curate", write_recipe(r), "--out", tmp_path / "run")
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    assert "quarantined 1 of 2 records" in res.output and "invalid_utf8" in res.output
+    led = pq.read_table(tmp_path / "run" / "ledger.parquet").to_pandas()
+    assert list(led[led.decision == "quarantine"].reason_code) == ["invalid_utf8"]
+
+
 def test_empty_assistant_turn_in_chat(tmp_path):
     p = _jsonl(tmp_path / "c.jsonl", [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]},
                                       {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}])

@@ -3,9 +3,11 @@
 Data: /work/shared/data/alpaca/alpaca_5000.json (or --alpaca PATH), one chat row per record
 (instruction + input -> output). Planted: 250 exact copies and 250 near copies per edit level,
 whose response/instruction words are edited at random (each chosen word replaced, deleted, or
-a random word inserted) at 5%, 10% and 15% of the words. A planted copy is found when it is
-dropped in favour of a row of its own group (its original or another copy of it), or kept while
-its original is dropped in favour of a row of the group. Precision = drops in favour of a row of
+a random word inserted) at 5%, 10% and 15% of the words. A planted copy is found when it ends in
+the same cluster as its original (the two rows have the same kept row; with union-find clusters
+the link may run through another copy of the same original, itself a real near-duplicate). An
+earlier version also credited a copy whose original was dropped for a *different* copy, which
+overstated recall on edited copies. Precision = drops in favour of a row of
 the same group / all drops, so a drop linking two different Alpaca records counts as false even
 when those records are genuinely near-identical (Alpaca has a few; see the false-drop count).
 
@@ -63,7 +65,8 @@ def main():
     ap.add_argument("--alpaca", default=str(ROOT.parent / "shared" / "data" / "alpaca" / "alpaca_5000.json"))
     ap.add_argument("--per-level", type=int, default=250)
     ap.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8])
-    ap.add_argument("--ngrams", type=int, nargs="+", default=[5, 3])
+    ap.add_argument("--ngrams", type=int, nargs="+", default=[5, 3], help="word n-gram sizes")
+    ap.add_argument("--char-ngrams", type=int, nargs="+", default=[5], help="character n-gram sizes")
     args = ap.parse_args()
     rng = random.Random(0)
     data = [d for d in json.loads(Path(args.alpaca).read_text()) if d["output"].strip()]
@@ -102,34 +105,36 @@ def main():
               for lv in levels}
 
     results = []
-    for n in args.ngrams:
+    for unit, n in [("word", n) for n in args.ngrams] + [("char", n) for n in args.char_ngrams]:
         for thr in args.thresholds:
             t0 = time.perf_counter()
-            d = MinHashDedup(MinHashDedupParams(threshold=thr, ngram=n), StepContext(seed=0)).decide(ds)
+            d = MinHashDedup(MinHashDedupParams(threshold=thr, ngram=n, unit=unit), StepContext(seed=0)).decide(ds)
             secs = time.perf_counter() - t0
             id_group = dict(zip(ds["id"], orig_of))
 
             def linked(i: int) -> bool:  # dropped in favour of a row of its own group
                 return not d.keep[i] and id_group.get(d.reason[i].split(":", 1)[1]) == orig_of[i]
 
+            # a row's cluster is named by its kept row (a drop's reason names the kept row of its cluster)
+            row_pos = {rid: i for i, rid in enumerate(ds["id"])}
+            rep = [i if d.keep[i] else row_pos[d.reason[i].split(":", 1)[1]] for i in range(len(tags))]
             recall = {}
             for lv in levels:
                 idx = [i for i in range(len(tags)) if level_of[i] == lv]
-                # found: the copy was dropped for a row of its group, or it was kept and the
-                # original was dropped for a row of the group
-                recall[lv] = sum(linked(i) or (d.keep[i] and linked(pos_orig[orig_of[i]])) for i in idx) / len(idx)
+                # found: the copy ended in its original's cluster (one row of the two is dropped)
+                recall[lv] = sum(rep[i] == rep[pos_orig[orig_of[i]]] for i in idx) / len(idx)
             drops = np.flatnonzero(~d.keep)
             tp = sum(linked(i) for i in drops.tolist())
             fp = len(drops) - tp
-            res = {"ngram": n, "threshold": thr, "bands": d.extras["bands"], "rows": d.extras["rows"],
+            res = {"unit": unit, "ngram": n, "threshold": thr, "bands": d.extras["bands"], "rows": d.extras["rows"],
                    "recall": {k: round(v, 4) for k, v in recall.items()},
                    "precision": round(tp / max(tp + fp, 1), 4), "drops": int(len(drops)), "true_pairs_dropped": tp,
                    "false_drops": fp, "seconds": round(secs, 2)}
             results.append(res)
             print(json.dumps(res), flush=True)
 
-    header = "| ngram | threshold | b x r | recall exact | recall 5% | recall 10% | recall 15% | precision | drops (false) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    lines = [header] + [f"| {r['ngram']} | {r['threshold']} | {r['bands']}x{r['rows']} | {r['recall']['exact']:.3f} | {r['recall']['edit5']:.3f} | "
+    header = "| unit | ngram | threshold | b x r | recall exact | recall 5% | recall 10% | recall 15% | precision | drops (false) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    lines = [header] + [f"| {r['unit']} | {r['ngram']} | {r['threshold']} | {r['bands']}x{r['rows']} | {r['recall']['exact']:.3f} | {r['recall']['edit5']:.3f} | "
                         f"{r['recall']['edit10']:.3f} | {r['recall']['edit15']:.3f} | {r['precision']:.3f} | {r['drops']} ({r['false_drops']}) |"
                         for r in results]
     table = "\n".join(lines)

@@ -112,4 +112,15 @@ def save_final(trainer, tokenizer, stage, stage_dir: Path, output) -> TrainResul
             shutil.rmtree(final)
         tmp.rename(final)
     trainer.accelerator.wait_for_everyone()
-    return TrainResult(final, dict(output.metrics), history)
+    return TrainResult(final, {**output.metrics, "num_tokens": tokens_processed(trainer)}, history)
+
+
+def tokens_processed(trainer) -> int:
+    """Tokens the stage processed (non-padding, all ranks), for the card's "uses" section.
+
+    TRL counts them itself but only logs the running total at logging steps: SFT and DPO keep it in
+    ``_total_train_tokens`` (reset by a resume, so the logged history and the trainer state, which
+    a resume restores, are consulted too), GRPO in ``state.num_input_tokens_seen``."""
+    logged = [h["num_tokens"] for h in trainer.state.log_history if isinstance(h.get("num_tokens"), (int, float))]
+    return int(max([getattr(trainer, "_total_train_tokens", 0) or 0, trainer.state.num_input_tokens_seen or 0,
+                    *logged]))

@@ -120,6 +120,18 @@ def test_train_eval_and_cache(cli, write_recipe, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stages"][0]["status"] == "done" and manifest["stages"][0]["rows"] > 0
     assert (out / "stages" / "0-sft" / "final" / "config.json").exists()
+    # the card says which stage consumed which dataset, with the tokens it processed
+    (use,) = json.loads((out / "card" / "card.json").read_text())["uses"]
+    assert use["stage"] == "0-sft" and use["dataset"] == "sft" and use["status"] == "done"
+    assert 0 < use["trained_tokens"] <= 3 * 8 * 48 and use["rows"] == manifest["stages"][0]["rows"]
+    # and an audit of a row in the trained dataset names the stage that trained on it
+    import pyarrow.parquet as pq
+
+    led = pq.read_table(out / "ledger.parquet").to_pandas()
+    kept = led[(led.step == "0:exact_dedup") & (led.decision == "keep")].row_id.iloc[0]
+    res = cli("audit", path, kept, "--out", out)
+    assert res.exit_code == 0 and "reached stage dataset sft" in res.output
+    assert "trained on by stage 0-sft" in res.output and "status done" in res.output
     # unchanged: nothing re-runs
     res = cli("train", path, "--out", out)
     assert "training" not in res.output and "evaluating" not in res.output and "running" not in res.output

@@ -18,7 +18,8 @@ from training.common import TrainResult, lora_config, resume_checkpoint, save_fi
 from training.stage_data import to_text
 
 
-def run_pretrain(stage, model, tokenizer, rows, stage_dir: Path, *, seed: int, resume: bool = False) -> TrainResult:
+def build_trainer(stage, model, tokenizer, rows, stage_dir: Path, *, seed: int):
+    """The TRL trainer for a pretrain stage, its dataset tokenised and packed."""
     from trl import SFTConfig, SFTTrainer
 
     train = to_text(rows)
@@ -31,8 +32,12 @@ def run_pretrain(stage, model, tokenizer, rows, stage_dir: Path, *, seed: int, r
         completion_only_loss=False,
         assistant_only_loss=False,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
-                         peft_config=lora_config(stage.peft, model))
+    return SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
+                      peft_config=lora_config(stage.peft, model))
+
+
+def run_pretrain(stage, model, tokenizer, rows, stage_dir: Path, *, seed: int, resume: bool = False) -> TrainResult:
+    trainer = build_trainer(stage, model, tokenizer, rows, stage_dir, seed=seed)
     schedules.install(trainer, stage, stage_dir)
     output = trainer.train(resume_from_checkpoint=resume_checkpoint(stage_dir) if resume else None)
     return save_final(trainer, tokenizer, stage, stage_dir, output)

@@ -139,3 +139,21 @@ def test_dpo_with_lora_and_either_reference(ref, cli, write_recipe, tmp_path):
     res = cli("train", write_recipe(r), "--out", out)
     assert res.exit_code == 0, res.output
     assert (out / "stages" / "0-dpo" / "final" / "config.json").is_file()  # merged (merge: true)
+
+
+def test_user_verifier_and_reward_function_by_dotted_path(cli, write_recipe, tmp_path):
+    from tests.training import user_rewards
+
+    user_rewards.CALLS.update(verifier=0, reward=0)
+    r = chained(rlvr={"verifier": "tests.training.user_rewards:has_digit",
+                      "reward_funcs": ["tests.training.user_rewards:brevity"]})
+    r["stages"] = [r["stages"][0], r["stages"][2]]
+    r["eval"] = {}
+    out = tmp_path / "run"
+    res = cli("train", write_recipe(r), "--out", out)
+    assert res.exit_code == 0, res.output
+    assert user_rewards.CALLS["verifier"] == 2 * 4 and user_rewards.CALLS["reward"] == 2  # per completion / per batch
+    rewards = json.loads((out / "stages" / "1-rlvr" / "rewards.json").read_text())
+    assert set(rewards["by_verifier"]) == {"tests.training.user_rewards:has_digit"}
+    log = json.loads((out / "stages" / "1-rlvr" / "final" / "train_log.json").read_text())
+    assert any("rewards/brevity/mean" in h and "rewards/verifiable_reward/mean" in h for h in log)

@@ -46,3 +46,21 @@ def test_model_path_that_cannot_load(cli, write_recipe, tmp_path):
     r["stages"][0]["max_steps"] = 1
     res = cli("train", write_recipe(r), "--out", tmp_path / "run")
     assert res.exit_code == 1 and "cannot load" in res.output and "Traceback" not in res.output
+
+
+def test_tiny_chat_template_masks_exactly_the_assistant_turns(tiny_model_dir):
+    """Assistant-only loss: TRL takes the loss mask from ``return_assistant_tokens_mask``, which the
+    template's {% generation %} markers drive. Only assistant text (and its end marker) is marked."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 3?"},
+                {"role": "assistant", "content": "5"}, {"role": "user", "content": "And 4 + 4?"},
+                {"role": "assistant", "content": "8"}]
+    enc = tok.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    ids, mask = enc["input_ids"], enc["assistant_masks"]
+    assert len(ids) == len(mask) and 0 < sum(mask) < len(mask)
+    marked = [i for i, m in zip(ids, mask) if m]
+    assert tok.decode(marked).replace(" ", "") == "5<|end|>8<|end|>"
+    unmarked = tok.decode([i for i, m in zip(ids, mask) if not m])
+    assert "What is 2 + 3?".replace(" ", "") in unmarked.replace(" ", "") and "Be brief" in unmarked

@@ -37,4 +37,4 @@ args = SFTConfig(output_dir=out_dir, max_steps=max_steps, learning_rate=3e-3, lr
 trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
 out = trainer.train()
 trainer.save_model(out_dir + "/final")
-print(json.dumps({"train_loss": out.training_loss}))
+print(json.dumps({"train_loss": out.training_loss, "train_runtime": out.metrics["train_runtime"]}))

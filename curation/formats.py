@@ -90,7 +90,7 @@ def from_fields(record: dict, spec) -> dict:
         return make_row("preference", src, prompt=prompt, chosen=chosen, rejected=rejected, **common)
     if kind == "verifiable":
         verifier = _get(record, f["verifier"]) if "verifier" in f else spec.verifier
-        verifier = getattr(spec, "verifier_map", {}).get(verifier, verifier)
+        verifier = spec.verifier_map.get(verifier, verifier)
         return make_row(
             "verifiable",
             src,

@@ -40,6 +40,18 @@ class ModelSpec(Strict):
         return self
 
 
+def check_verifier(name: str, context: str = "") -> None:
+    """ValueError (a recipe error at the key) unless ``name`` is a registered verifier or an importable
+    dotted path."""
+    from curation.registry import UnknownName
+    from eval.verifiers import VERIFIERS
+
+    try:
+        VERIFIERS.get(name)
+    except UnknownName as exc:
+        raise ValueError(f"{context}{exc}") from None
+
+
 RowKind = Literal["chat", "preference", "verifiable", "text"]
 
 
@@ -64,14 +76,8 @@ class FileSource(Strict):
     @field_validator("verifier_map")
     @classmethod
     def _known_mapped_verifiers(cls, mapping):
-        from curation.registry import UnknownName
-        from eval.verifiers import VERIFIERS
-
         for value, name in mapping.items():
-            try:
-                VERIFIERS.get(name)
-            except UnknownName as exc:
-                raise ValueError(f"{value!r} maps to {exc}") from None
+            check_verifier(name, f"{value!r} maps to ")
         return mapping
 
     @model_validator(mode="after")
@@ -266,14 +272,8 @@ class RLVRStage(StageBase):
     @field_validator("verifier")
     @classmethod
     def _known_verifier(cls, name):
-        from curation.registry import UnknownName
-        from eval.verifiers import VERIFIERS
-
         if name is not None:
-            try:
-                VERIFIERS.get(name)
-            except UnknownName as exc:
-                raise ValueError(str(exc)) from None
+            check_verifier(name)
         return name
 
     @field_validator("reward_funcs")

@@ -62,6 +62,36 @@ def _metadata(record: dict, spec) -> dict:
     return {c: _get(record, c, required=False) for c in columns}
 
 
+def split_conversations(prompt: list[dict] | None, chosen: list[dict], rejected: list[dict]):
+    """(prompt, chosen responses, rejected responses) of a preference record, in whichever layout.
+
+    Two layouts occur: responses only (``chosen``/``rejected`` hold the assistant turns, ``prompt``
+    the turns before), and whole conversations (``chosen``/``rejected`` start with the prompt turns
+    themselves, as in Tülu 3's preference mixtures, which *also* carry a ``prompt`` string). In the
+    second layout the shared prefix of the two conversations is the prompt and is stripped from the
+    responses; keeping both would make TRL render the user turn twice and count it in DPO's length
+    normalisation. A declared ``prompt`` must then agree with the prefix (the same turns, or the
+    text of its last user turn), else the record is quarantined (``prompt_mismatch``)."""
+    if chosen and rejected and chosen[0].get("role") == "assistant" and rejected[0].get("role") == "assistant":
+        if prompt is None:
+            raise MalformedRow("missing_field", "prompt (chosen and rejected hold responses only)")
+        return prompt, chosen, rejected
+    n = 0
+    while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+        n += 1
+    prefix = chosen[:n]
+    if not prefix or prefix[-1].get("role") == "assistant":
+        raise MalformedRow("prompt_mismatch", "chosen and rejected are conversations that do not share their prompt "
+                                              "turns (they must differ only in the final assistant turns)")
+    if prompt is not None and prompt != prefix:
+        users = [m for m in prefix if m.get("role") == "user"]
+        said = "\n".join(str(m.get("content", "")) for m in prompt).strip()
+        if not users or str(users[-1].get("content", "")).strip() != said:
+            raise MalformedRow("prompt_mismatch", "the prompt field differs from the conversation's turns before "
+                                                  "the responses")
+    return prefix, chosen[n:], rejected[n:]
+
+
 @FORMATS.register("fields")
 def from_fields(record: dict, spec) -> dict:
     """Generic mapping: ``spec.kind`` plus ``spec.fields`` naming the record's columns."""
@@ -80,13 +110,10 @@ def from_fields(record: dict, spec) -> dict:
     if kind == "preference":
         chosen = _as_messages(_get(record, f.get("chosen", "chosen")), "assistant")
         rejected = _as_messages(_get(record, f.get("rejected", "rejected")), "assistant")
+        prompt = None
         if "prompt" in f or "prompt" in record:
             prompt = _as_messages(_get(record, f.get("prompt", "prompt")), "user")
-        else:  # implicit prompt: the shared prefix of two full conversations
-            n = 0
-            while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
-                n += 1
-            prompt, chosen, rejected = chosen[:n], chosen[n:], rejected[n:]
+        prompt, chosen, rejected = split_conversations(prompt, chosen, rejected)
         return make_row("preference", src, prompt=prompt, chosen=chosen, rejected=rejected, **common)
     if kind == "verifiable":
         verifier = _get(record, f["verifier"]) if "verifier" in f else spec.verifier

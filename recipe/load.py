@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from curation.generators import GENERATORS, load_builtin_generators
 from curation.registry import UnknownName
 from curation.steps import STEPS, load_builtin_steps
+from recipe import yaml_io
 from recipe.schema import FileSource, Recipe, ReferenceErrors, all_field_names
 
 
@@ -73,37 +74,24 @@ class LoadedRecipe:
     resolved: dict
     hash: str
     file: str
+    env_keys: dict[tuple, str] = field(default_factory=dict)  # key path -> its ${oc.env:...} expression
+
+    def published(self) -> dict:
+        """The resolved recipe as every published file shows it: a value read from an environment
+        variable (a token, a private path) is replaced by its ``${oc.env:...}`` expression."""
+        import copy
+
+        out = copy.deepcopy(self.resolved)
+        for path, expr in self.env_keys.items():
+            _set_path(out, path, expr)
+        return out
 
     def resolved_yaml(self) -> str:
-        return yaml.safe_dump(self.resolved, sort_keys=False, allow_unicode=True)
+        return yaml.safe_dump(self.published(), sort_keys=False, allow_unicode=True)
 
 
 def recipe_hash(resolved: dict) -> str:
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _line_index(text: str) -> dict[tuple, int]:
-    """Key path -> 1-based line, from the YAML node tree (best effort)."""
-    index: dict[tuple, int] = {}
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return index
-
-    def walk(node, path):
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                p = path + (k.value,)
-                index[p] = k.start_mark.line + 1
-                walk(v, p)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                index[path + (i,)] = v.start_mark.line + 1
-                walk(v, path + (i,))
-
-    if root is not None:
-        walk(root, ())
-    return index
 
 
 def _line_for(index: dict[tuple, int], path: tuple) -> int | None:
@@ -155,14 +143,23 @@ def _stage_kinds() -> set[str]:
     return set(stage_models())
 
 
+def _key_path(loc: tuple) -> tuple:
+    """pydantic's error location without the union-branch tags it inserts (by position, so a
+    mixture or source that happens to be called ``sft`` or ``file`` keeps its name)."""
+    loc = tuple(p for p in loc if not (isinstance(p, str) and "[" in p))  # function-after[...] etc.
+    if len(loc) > 2 and loc[0] == "sources" and loc[2] in ("file", "generated"):
+        loc = loc[:2] + loc[3:]
+    if len(loc) > 2 and loc[0] == "stages" and loc[2] in _stage_kinds():
+        loc = loc[:2] + loc[3:]  # the union's tag (stage kind) is not a key
+    if len(loc) > 3 and loc[0] == "mixtures" and loc[3] in ("int", "float", "MixShare"):
+        loc = loc[:3] + loc[4:]
+    return loc
+
+
 def _problems_from_validation(exc: ValidationError, data: dict, prefix: tuple = ()) -> list[Problem]:
     problems = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if p not in ("file", "generated", "sft", "function-after[_one_of(), ModelSpec]"))
-        if len(loc) > 2 and loc[0] == "stages" and loc[2] in _stage_kinds():
-            loc = loc[:2] + loc[3:]  # the union's tag (stage kind) is not a key
-        # drop union-branch tags pydantic inserts (type names) but keep real keys
-        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("int", "float", "MixShare"))))
+        loc = _key_path(tuple(err["loc"]))
         path = prefix + loc
         ctx_error = (err.get("ctx") or {}).get("error")
         if isinstance(ctx_error, ReferenceErrors):
@@ -182,6 +179,8 @@ def _problems_from_validation(exc: ValidationError, data: dict, prefix: tuple = 
             known = sorted(stage_models())
             problems.append(Problem(path if loc[-1:] == ("kind",) else path + ("kind",),
                                     f"unknown stage kind; known: {', '.join(known)}", value, _suggest(value, known)))
+        elif err["type"] in _TYPE_NAMES:
+            problems.append(Problem(path, _type_message(err), err.get("input")))
         else:
             msg = err["msg"].removeprefix("Value error, ")
             value = err.get("input")
@@ -190,13 +189,74 @@ def _problems_from_validation(exc: ValidationError, data: dict, prefix: tuple = 
                 expected = (err.get("ctx") or {}).get("expected", "")
                 suggestion = _suggest(value, [s.strip(" '") for s in expected.replace(" or ", ",").split(",")])
             problems.append(Problem(path, msg, value, suggestion))
-    # one problem per path, first wins (unions can report several branches)
-    seen, unique = set(), []
+    return _merge_type_problems(problems)
+
+
+# pydantic's strict type errors -> what the key wants
+_TYPE_NAMES = {"bool_type": "true or false", "int_type": "an integer", "float_type": "a number",
+               "string_type": "text", "int_from_float": "an integer", "list_type": "a list",
+               "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping"}
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if value is None:
+        return "null"
+    return {"list": "a list", "dict": "a mapping"}.get(type(value).__name__, type(value).__name__)
+
+
+def _type_message(err: dict) -> str:
+    value = err.get("input")
+    want = _TYPE_NAMES[err["type"]]
+    kind = _kind_of(value)
+    hint = ""
+    if isinstance(value, str) and want in ("a number", "an integer"):
+        try:
+            float(value)
+            hint = "write the number without quotes"
+        except ValueError:
+            pass
+    elif isinstance(value, float) and want == "an integer":
+        kind = "a number with a decimal point" if value == int(value) else "a number with a fraction"
+        hint = "write a whole number (no decimal point)"
+    elif isinstance(value, bool) and want in ("a number", "an integer"):
+        hint = "a boolean is never read as a number"
+    elif want == "text" and isinstance(value, (int, float, bool)):
+        hint = "quote it to mean the text"
+    return f"expected {want}, not {kind}" + (f"; {hint}" if hint else "")
+
+
+def _merge_type_problems(problems: list[Problem]) -> list[Problem]:
+    """One problem per path (unions report each branch): type errors at one key become "expected X or Y"."""
+    merged: dict[tuple, Problem] = {}
+    wants: dict[tuple, list[str]] = {}
+    order: list[tuple] = []
     for p in problems:
-        if (p.path, p.message) not in seen:
-            seen.add((p.path, p.message))
-            unique.append(p)
-    return unique
+        key = (p.path, None if p.message.startswith("expected ") else p.message)
+        if p.message.startswith("expected "):
+            want = p.message.removeprefix("expected ").split(", not ")[0]
+            if key in merged:
+                if want not in wants[key]:
+                    wants[key].append(want)
+                continue
+            wants[key] = [want]
+        elif key in merged:
+            continue
+        merged[key] = p
+        order.append(key)
+    out = []
+    for key in order:
+        p = merged[key]
+        if key in wants and len(wants[key]) > 1:
+            alternatives = " or ".join(wants[key]).replace("an integer or a number", "a number")
+            p.message = f"expected {alternatives}, not " + p.message.split(", not ", 1)[1]
+        out.append(p)
+    return out
 
 
 def _check_plugins(recipe: Recipe, data: dict) -> tuple[Recipe, list[Problem]]:
@@ -212,7 +272,7 @@ def _check_plugins(recipe: Recipe, data: dict) -> tuple[Recipe, list[Problem]]:
             continue
         options = {k: v for k, v in (spec.model_extra or {}).items()}
         try:
-            gen.Params.model_validate(options)
+            gen.Params.model_validate(options, strict=True)
         except ValidationError as exc:
             problems += _params_problems(exc, ("sources", name), gen.Params)
     for mix, steps in recipe.selection.items():
@@ -228,7 +288,7 @@ def _check_plugins(recipe: Recipe, data: dict) -> tuple[Recipe, list[Problem]]:
                 problems.append(Problem(("selection", mix, i, step_name), msg, None, exc.suggestion))
                 continue
             try:
-                params = step_cls.Params.model_validate(options or {})
+                params = step_cls.Params.model_validate(options or {}, strict=True)
             except ValidationError as exc:
                 problems += _params_problems(exc, ("selection", mix, i, step_name), step_cls.Params)
                 continue
@@ -290,6 +350,81 @@ def _apply_overrides(cfg, overrides: list[str], file: str) -> dict[tuple, str]:
     return origins
 
 
+def _validate(data: dict, origins: dict[tuple, str]) -> tuple[Recipe | None, list[Problem]]:
+    """Strict validation (a bool is never a number, a float never an int, a number never text).
+
+    CLI overrides are the one deliberate conversion: OmegaConf parses ``name=123`` as a number, so
+    where the schema wants text at a key an override set, the override's own text is used."""
+    for _ in range(len(origins) + 1):
+        try:
+            return Recipe.model_validate(data, strict=True), []
+        except ValidationError as exc:
+            problems = _problems_from_validation(exc, data)
+            retry = False
+            for err in exc.errors():
+                if err["type"] != "string_type":
+                    continue
+                path = _key_path(tuple(err["loc"]))
+                text = origins.get(path)
+                if text is not None and not isinstance(_get_path(data, path), str):
+                    _set_path(data, path, text.split("=", 1)[1])
+                    retry = True
+            if not retry:
+                return None, problems
+    return None, problems
+
+
+def _get_path(data: Any, path: tuple) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _set_path(data: Any, path: tuple, value: Any) -> None:
+    for part in path[:-1]:
+        data = data[part]
+    data[path[-1]] = value
+
+
+def _env_keys(raw: Any, path: tuple = ()) -> dict[tuple, str]:
+    """Key paths whose value reads an environment variable (``${oc.env:...}``), with the expression."""
+    out: dict[tuple, str] = {}
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            out.update(_env_keys(v, path + (k,)))
+    elif isinstance(raw, list):
+        for i, v in enumerate(raw):
+            out.update(_env_keys(v, path + (i,)))
+    elif isinstance(raw, str) and "${oc.env:" in raw.replace(" ", ""):
+        out[path] = raw
+    if not path:  # values interpolated from an env-reading key read the environment too
+        refs = _interpolations(raw)
+        for _ in range(len(refs)):
+            more = {p: expr for p, expr in refs.items() if p not in out and any(
+                target[: len(e)] == e for target in _targets(expr) for e in out)}
+            if not more:
+                break
+            out.update(more)
+    return out
+
+
+def _interpolations(raw: Any, path: tuple = ()) -> dict[tuple, str]:
+    if isinstance(raw, dict):
+        return {k: v for key, val in raw.items() for k, v in _interpolations(val, path + (key,)).items()}
+    if isinstance(raw, list):
+        return {k: v for i, val in enumerate(raw) for k, v in _interpolations(val, path + (i,)).items()}
+    return {path: raw} if isinstance(raw, str) and "${" in raw else {}
+
+
+def _targets(expr: str) -> list[tuple]:
+    import re
+
+    return [tuple(int(p) if p.isdigit() else p for p in m.split(".")) for m in re.findall(r"\$\{([^}:]+)\}", expr)]
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedRecipe:
     """Load, override, resolve and validate a recipe file. Raises :class:`RecipeError`."""
     load_builtin_generators()
@@ -298,27 +433,30 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
     p = Path(path)
     if not p.is_file():
         raise RecipeError(file, [Problem((), f"recipe file not found: {file}")])
-    text = p.read_text()
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise RecipeError(file, [Problem((), f"not valid YAML: {getattr(exc, 'problem', exc)}", line=mark.line + 1 if mark else None)]) from None
+        text = yaml_io.read_text(p)
+        raw = yaml_io.parse(text)
+    except yaml_io.YamlProblem as exc:
+        raise RecipeError(file, [Problem((), exc.message, line=exc.line)]) from None
     if not isinstance(raw, dict):
         raise RecipeError(file, [Problem((), "a recipe is a YAML mapping (name, model, sources, ...)")])
-    cfg = OmegaConf.create(raw)
+    lines = yaml_io.line_index(text)
+    dates = yaml_io.find_dates(raw)
+    if dates:
+        raise RecipeError(file, [Problem(path_, f"YAML reads {value.isoformat()} as a date, and no recipe key takes one; "
+                                         f"quote it ('{value.isoformat()}') if you mean the text",
+                                         line=_line_for(lines, path_)) for path_, value in dates])
+    try:
+        cfg = OmegaConf.create(raw)
+    except OmegaConfBaseException as exc:
+        raise RecipeError(file, [Problem((), f"cannot read the recipe: {str(exc).splitlines()[0]}")]) from None
     origins = _apply_overrides(cfg, overrides or [], file)
     try:
         data = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", "") or ""
         raise RecipeError(file, [Problem(tuple(key.split(".")) if key else (), f"interpolation failed: {exc.msg if hasattr(exc, 'msg') else exc}")]) from None
-    lines = _line_index(text)
-    try:
-        recipe = Recipe.model_validate(data)
-        problems: list[Problem] = []
-    except ValidationError as exc:
-        recipe, problems = None, _problems_from_validation(exc, data)
+    recipe, problems = _validate(data, origins)
     if recipe is not None:
         recipe, problems = _check_plugins(recipe, data)
     if problems:
@@ -333,4 +471,6 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
     for name, spec in recipe.sources.items():
         if spec.model_extra:
             resolved["sources"][name].update(spec.model_extra)
-    return LoadedRecipe(recipe=recipe, resolved=resolved, hash=recipe_hash(resolved), file=file)
+    env = {k: v for k, v in _env_keys(OmegaConf.to_container(cfg, resolve=False)).items()
+           if _get_path(resolved, k) is not None}
+    return LoadedRecipe(recipe=recipe, resolved=resolved, hash=recipe_hash(resolved), file=file, env_keys=env)

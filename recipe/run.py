@@ -65,6 +65,9 @@ class Runner:
         self.console = console or Console()
         _quiet_library_bars()
         self.plan = make_plan(loaded, self.cache, self.out)
+        if self.recipe.model.trust_remote_code:
+            self.console.print(f"[bold yellow]warning:[/] model.trust_remote_code is true: loading {self.recipe.model.path!r} "
+                               "runs Python code from that model's repository on this machine")
         self._sources: dict[str, datasets.Dataset] = {}
         self.timings: dict[str, float] = {}
 
@@ -131,7 +134,15 @@ class Runner:
     def _tokenizer(self):
         from training.models import load_tokenizer
 
-        return load_tokenizer(str(self.base_model_dir()), revision=self.recipe.model.revision)
+        with self.load_policy():
+            return load_tokenizer(str(self.base_model_dir()))
+
+    def load_policy(self):
+        """``model.revision`` (for the base model's path) and ``model.trust_remote_code`` for every load."""
+        from training.models import load_policy
+
+        m = self.recipe.model
+        return load_policy({m.path: m.revision} if m.path else {}, m.trust_remote_code)
 
     # ------------------------------------------------------------------ curation
     def curate(self) -> dict[str, datasets.Dataset]:
@@ -379,7 +390,9 @@ class Runner:
                "start_model": str(start_dir),
                "adapter": _adapter_mode(stage, start_dir), "dtype": self.recipe.model.dtype,
                "data": str((self.out / "datasets" / f"{stage.data}.parquet").resolve()),
-               "stage_dir": str(sdir.resolve()), "seed": self.recipe.seed, "resume": resume, "continued": continued}
+               "stage_dir": str(sdir.resolve()), "seed": self.recipe.seed, "resume": resume, "continued": continued,
+               "revisions": {self.recipe.model.path: self.recipe.model.revision} if self.recipe.model.path else {},
+               "trust_remote_code": self.recipe.model.trust_remote_code}
         sdir.mkdir(parents=True, exist_ok=True)
         path = sdir / "job.json"
         path.write_text(json.dumps(job, indent=1))
@@ -432,14 +445,15 @@ class Runner:
         from transformers.utils import logging as hf_logging
 
         dtype = self.recipe.model.dtype
-        model = load_model(str(start_dir), dtype=dtype, revision=None, adapter=_adapter_mode(stage, start_dir))
-        tokenizer = load_tokenizer(str(start_dir))
-        hf_logging.enable_progress_bar()  # the trainer's step bar
-        try:
-            return run_stage(stage, model, tokenizer, rows, sdir, seed=self.recipe.seed, resume=resume,
-                             continued=continued)
-        finally:
-            hf_logging.disable_progress_bar()
+        with self.load_policy():
+            model = load_model(str(start_dir), dtype=dtype, adapter=_adapter_mode(stage, start_dir))
+            tokenizer = load_tokenizer(str(start_dir))
+            hf_logging.enable_progress_bar()  # the trainer's step bar
+            try:
+                return run_stage(stage, model, tokenizer, rows, sdir, seed=self.recipe.seed, resume=resume,
+                                 continued=continued)
+            finally:
+                hf_logging.disable_progress_bar()
 
     # ------------------------------------------------------------------ eval
     def evaluate(self, only_available: bool = False) -> dict:
@@ -460,9 +474,10 @@ class Runner:
                 rows = self.source(spec.source)
                 if spec.limit:
                     rows = rows.select(range(min(spec.limit, len(rows))))
-                model = load_model(str(mdir), dtype=self.recipe.model.dtype)
+                with self.load_policy():
+                    model = load_model(str(mdir), dtype=self.recipe.model.dtype)
+                    tokenizer = load_tokenizer(str(mdir))
                 model.eval()
-                tokenizer = load_tokenizer(str(mdir))
                 with _progress(self.console) as prog:
                     task = prog.add_task(f"eval {ev} on {model_name}", total=len(rows))
                     res = accuracy(model, tokenizer, rows, verifier=spec.verifier, max_new_tokens=spec.max_new_tokens,

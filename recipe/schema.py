@@ -203,8 +203,13 @@ class StageBase(Strict):
         return self
 
 
+LOSS_REDUCTION = Field("mean", description="mean: TRL's token mean over each update; sum: open-instruct's per-micro-batch "
+                                          "token sum (Tülu 3 SFT; training/loss_reduction.py)")
+
+
 class SFTStage(StageBase):
     kind: Literal["sft"]
+    loss_reduction: Literal["mean", "sum"] = LOSS_REDUCTION
     packing: bool = False
     assistant_only_loss: bool = True
     chat_template_path: str | None = Field(
@@ -217,6 +222,7 @@ class PretrainStage(StageBase):
     ``bfd``: best-fit packing without cutting documents)."""
 
     kind: Literal["pretrain"]
+    loss_reduction: Literal["mean", "sum"] = LOSS_REDUCTION
     packing: bool = True
     packing_strategy: Literal["wrapped", "bfd"] = "wrapped"
 
@@ -268,6 +274,9 @@ class RLVRStage(StageBase):
     max_completion_length: int = Field(64, ge=1)
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.05, ge=0, description="KL coefficient")
+    num_iterations: int = Field(1, ge=1, description="optimisation passes over each generated batch (GRPO's μ; "
+                                                      "PPO epochs: Tülu 3 used 4)")
+    epsilon: float = Field(0.2, gt=0, lt=1, description="clipping range of the policy ratio (Tülu 3 PPO: 0.2)")
 
     @field_validator("verifier")
     @classmethod

@@ -9,7 +9,8 @@ schema (``recipe.schema``) to rebuild the stage config, and never ``recipe.run``
 
 Job keys: ``stage`` (the resolved stage mapping), ``start_model``, ``adapter`` (frozen|train|merge,
 see ``training.models.load_model``), ``dtype``, ``data`` (Parquet path), ``stage_dir``, ``seed``,
-``resume``, ``continued``.
+``resume``, ``continued``, ``revisions`` (path -> pinned revision: ``model.revision`` of the base model),
+``trust_remote_code``.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ def run_job(job: dict) -> dict:
     import datasets
 
     from recipe.schema import stage_models
-    from training.models import load_model, load_tokenizer
+    from training.models import load_model, load_policy, load_tokenizer
     from training.stages import run_stage
 
     stage = stage_models()[job["stage"]["kind"]].model_validate(job["stage"])
     rows = datasets.Dataset.from_parquet(job["data"])
-    model = load_model(job["start_model"], dtype=job.get("dtype", "float32"), adapter=job.get("adapter", "frozen"))
-    tokenizer = load_tokenizer(job["start_model"])
-    result = run_stage(stage, model, tokenizer, rows, Path(job["stage_dir"]), seed=job["seed"],
-                       resume=job.get("resume", False), continued=job.get("continued", False))
+    with load_policy(job.get("revisions"), job.get("trust_remote_code", False)):
+        model = load_model(job["start_model"], dtype=job.get("dtype", "float32"), adapter=job.get("adapter", "frozen"))
+        tokenizer = load_tokenizer(job["start_model"])
+        result = run_stage(stage, model, tokenizer, rows, Path(job["stage_dir"]), seed=job["seed"],
+                           resume=job.get("resume", False), continued=job.get("continued", False))
     return {"metrics": result.metrics, "model_dir": str(result.model_dir),
             "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
 

@@ -7,7 +7,33 @@ is loaded as base model + adapter.
 
 from __future__ import annotations
 
+import contextvars
+from contextlib import contextmanager
 from pathlib import Path
+
+# The run's model-loading policy: which revision a (Hub) path is pinned to, and whether the model's
+# own code may run (``model.revision`` / ``model.trust_remote_code``). Set once by the runner or a
+# launched job around everything that loads a model (stages, a DPO reference, eval).
+_POLICY: contextvars.ContextVar[dict] = contextvars.ContextVar("model_load_policy", default={})
+
+
+@contextmanager
+def load_policy(revisions: dict[str, str | None] | None = None, trust_remote_code: bool = False):
+    token = _POLICY.set({"revisions": {str(k): v for k, v in (revisions or {}).items() if v},
+                         "trust_remote_code": bool(trust_remote_code)})
+    try:
+        yield
+    finally:
+        _POLICY.reset(token)
+
+
+def _policy(path: str, revision: str | None, trust_remote_code: bool | None) -> tuple[str | None, bool]:
+    policy = _POLICY.get()
+    if revision is None:
+        revision = policy.get("revisions", {}).get(str(path))
+    if trust_remote_code is None:
+        trust_remote_code = policy.get("trust_remote_code", False)
+    return revision, bool(trust_remote_code)
 
 
 def torch_dtype(name: str):
@@ -32,9 +58,10 @@ class ModelLoadError(Exception):
     pass
 
 
-def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bool = False):
+def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bool | None = None):
     from transformers import AutoTokenizer
 
+    revision, trust_remote_code = _policy(path, revision, trust_remote_code)
     try:
         tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except OSError as exc:
@@ -49,14 +76,16 @@ def is_adapter_dir(path) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
-def load_model(path: str, dtype: str = "float32", revision: str | None = None, trust_remote_code: bool = False,
+def load_model(path: str, dtype: str = "float32", revision: str | None = None, trust_remote_code: bool | None = None,
                adapter: str = "frozen"):
     """Load a causal LM; a PEFT adapter directory loads as base (from its ``adapter_config.json``) +
     adapter, and ``adapter`` says what to do with it: ``frozen`` (eval), ``train`` (a LoRA stage
     continues training this adapter) or ``merge`` (merge it and return a plain model, for a stage
-    that trains all weights)."""
+    that trains all weights). ``revision`` and ``trust_remote_code`` default to the run's
+    :func:`load_policy`."""
     from transformers import AutoModelForCausalLM
 
+    revision, trust_remote_code = _policy(path, revision, trust_remote_code)
     kwargs = dict(dtype=torch_dtype(dtype), revision=revision, trust_remote_code=trust_remote_code)
     try:
         if is_adapter_dir(path):

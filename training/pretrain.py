@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training import schedules
+from training import loss_reduction, schedules
 from training.common import TrainResult, lora_config, resume_checkpoint, save_final, trainer_args
 from training.stage_data import to_text
 
@@ -39,5 +39,6 @@ def build_trainer(stage, model, tokenizer, rows, stage_dir: Path, *, seed: int):
 def run_pretrain(stage, model, tokenizer, rows, stage_dir: Path, *, seed: int, resume: bool = False) -> TrainResult:
     trainer = build_trainer(stage, model, tokenizer, rows, stage_dir, seed=seed)
     schedules.install(trainer, stage, stage_dir)
+    loss_reduction.install(trainer, stage.loss_reduction)
     output = trainer.train(resume_from_checkpoint=resume_checkpoint(stage_dir) if resume else None)
     return save_final(trainer, tokenizer, stage, stage_dir, output)

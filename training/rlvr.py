@@ -50,6 +50,8 @@ def run_rlvr(stage, model, tokenizer, rows, stage_dir: Path, *, seed: int, resum
         max_completion_length=stage.max_completion_length,
         temperature=stage.temperature,
         beta=stage.beta,
+        num_iterations=stage.num_iterations,
+        epsilon=stage.epsilon,
     )
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train,
                           processing_class=tokenizer, peft_config=lora_config(stage.peft, model))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training import schedules
+from training import loss_reduction, schedules
 from training.common import TrainResult, lora_config, resume_checkpoint, save_final, trainer_args
 from training.stage_data import to_sft
 
@@ -30,6 +30,7 @@ def run_sft(stage, model, tokenizer, rows, stage_dir: Path, *, seed: int, resume
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                          peft_config=lora_config(stage.peft, model))
     schedules.install(trainer, stage, stage_dir)
+    loss_reduction.install(trainer, stage.loss_reduction)
     output = trainer.train(resume_from_checkpoint=resume_checkpoint(stage_dir) if resume else None)
     return save_final(trainer, tokenizer, stage, stage_dir, output)
 

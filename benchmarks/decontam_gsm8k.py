@@ -8,6 +8,8 @@ each (disjoint), as the user turn of a chat row:
 * ``reformat``   -- "QUESTION: <QUESTION IN UPPER CASE, punctuation respaced> Answer step by step.";
 * ``instruction``-- Alpaca-style framing: "Below is an instruction ... ### Instruction:\\nSolve the
                     following problem.\\n\\n### Input:\\n<question, lower case, no commas>\\n\\n### Response:";
+* ``numbers``    -- the question with every number changed (same digit count, another value), as
+                    math benchmarks often leak;
 * ``paraphrase`` -- the question with 25% of its words replaced (a harder, partial leak; reported
                     separately: whether to call it contamination is the threshold's job).
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -57,6 +60,18 @@ def paraphrase(q: str, rng: random.Random, frac: float = 0.25) -> str:
     return " ".join(words)
 
 
+def change_numbers(q: str, rng: random.Random) -> str:
+    def other(m):
+        digits = m.group(0)
+        while True:
+            new = "".join(rng.choice("0123456789") for _ in digits)
+            if len(digits) > 1 and new[0] == "0":
+                continue
+            if new != digits:
+                return new
+    return re.sub(r"\d+", other, q)
+
+
 def chat(user: str, assistant: str, tag: str):
     return make_row("chat", "train", messages=[{"role": "user", "content": user}, {"role": "assistant", "content": assistant}],
                     metadata={"tag": tag})
@@ -76,8 +91,9 @@ def main():
                                         ground_truth=g["answer"], verifier="gsm8k") for g in gsm])
     rows = [chat(d["instruction"] + ("\n" + d["input"] if d["input"] else ""), d["output"], "clean") for d in alp]
     kinds = {"verbatim": lambda q: q, "reformat": reformat, "instruction": instruction,
-             "paraphrase": lambda q: paraphrase(q, rng)}
-    picks = rng.sample(range(len(gsm)), args.per_kind * len(kinds))
+             "numbers": lambda q: change_numbers(q, rng), "paraphrase": lambda q: paraphrase(q, rng)}
+    with_numbers = [i for i, g in enumerate(gsm) if re.search(r"\d", g["question"])]
+    picks = rng.sample(with_numbers, args.per_kind * len(kinds))
     for j, kind in enumerate(kinds):
         for k in picks[j * args.per_kind:(j + 1) * args.per_kind]:
             rows.append(chat(kinds[kind](gsm[k]["question"]), "Let me think step by step.", f"{kind}:{k}"))
@@ -87,32 +103,36 @@ def main():
     item_id = evalset["id"]
     ctx = StepContext(source_loader=lambda name: evalset)
     results = []
-    for mode, thresholds in (("ngram", args.thresholds), ("exact", [1.0])):
-        for thr in thresholds:
-            t0 = time.perf_counter()
-            d = Decontaminate(DecontaminateParams(against=["gsm8k_test"], mode=mode, threshold=thr), ctx).decide(ds)
-            secs = time.perf_counter() - t0
-            res = {"mode": mode, "threshold": thr if mode == "ngram" else None, "seconds": round(secs, 3)}
-            clean = [i for i, t in enumerate(tags) if t == "clean"]
-            res["false_positive_rate"] = round(float((~d.keep[clean]).mean()), 5)
-            res["false_positives"] = int((~d.keep[clean]).sum())
-            for kind in kinds:
-                idx = [i for i, t in enumerate(tags) if t.startswith(kind + ":")]
-                res[f"recall_{kind}"] = round(float((~d.keep[idx]).mean()), 4)
-            wrong = 0
-            for i, t in enumerate(tags):
-                if t != "clean" and not d.keep[i] and not d.reason[i].endswith(item_id[int(t.split(":")[1])]):
-                    wrong += 1
-            res["wrong_item"] = wrong
-            rep = d.extras["contamination"]["gsm8k_test"]
-            res["report"] = {k: rep[k] for k in ("eval_items", "eval_items_hit", "rows_hit")}
-            results.append(res)
-            print(json.dumps(res), flush=True)
-    lines = ["| mode | threshold | recall verbatim | recall reformat | recall instruction | recall paraphrase (25% words) | false-positive rate | wrong item | seconds |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    settings = [(m, thr, numbers) for numbers in (True, False)
+                for m, thrs in (("ngram", args.thresholds), ("exact", [1.0])) for thr in thrs]
+    for mode, thr, numbers in settings:
+        t0 = time.perf_counter()
+        d = Decontaminate(DecontaminateParams(against=["gsm8k_test"], mode=mode, threshold=thr,
+                                              normalize_numbers=numbers), ctx).decide(ds)
+        secs = time.perf_counter() - t0
+        res = {"mode": mode, "threshold": thr if mode == "ngram" else None, "normalize_numbers": numbers,
+               "seconds": round(secs, 3)}
+        clean = [i for i, t in enumerate(tags) if t == "clean"]
+        res["false_positive_rate"] = round(float((~d.keep[clean]).mean()), 5)
+        res["false_positives"] = int((~d.keep[clean]).sum())
+        for kind in kinds:
+            idx = [i for i, t in enumerate(tags) if t.startswith(kind + ":")]
+            res[f"recall_{kind}"] = round(float((~d.keep[idx]).mean()), 4)
+        wrong = 0
+        for i, t in enumerate(tags):
+            if t != "clean" and not d.keep[i] and not d.reason[i].endswith(item_id[int(t.split(":")[1])]):
+                wrong += 1
+        res["wrong_item"] = wrong
+        rep = d.extras["contamination"]["gsm8k_test"]
+        res["report"] = {k: rep[k] for k in ("eval_items", "eval_items_hit", "rows_hit")}
+        results.append(res)
+        print(json.dumps(res), flush=True)
+    lines = ["| mode | threshold | numbers normalised | recall verbatim | recall reformat | recall instruction | recall numbers changed | recall paraphrase (25% words) | false-positive rate | wrong item | seconds |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r['mode']} | {r['threshold'] if r['threshold'] is not None else '-'} | {r['recall_verbatim']:.3f} | "
-                     f"{r['recall_reformat']:.3f} | {r['recall_instruction']:.3f} | {r['recall_paraphrase']:.3f} | "
+        lines.append(f"| {r['mode']} | {r['threshold'] if r['threshold'] is not None else '-'} | {'yes' if r['normalize_numbers'] else 'no'} | "
+                     f"{r['recall_verbatim']:.3f} | {r['recall_reformat']:.3f} | {r['recall_instruction']:.3f} | "
+                     f"{r['recall_numbers']:.3f} | {r['recall_paraphrase']:.3f} | "
                      f"{r['false_positive_rate']:.4f} ({r['false_positives']}/{len(alp)}) | {r['wrong_item']} | {r['seconds']} |")
     table = "\n".join(lines)
     print(table)
@@ -123,7 +143,7 @@ def main():
     (RESULTS / "decontam_gsm8k.md").write_text(
         f"# decontaminate: GSM8K test questions planted in Alpaca\n\n`{cmd}`\n\n{len(alp)} clean Alpaca rows + "
         f"{args.per_kind} leaked GSM8K test questions per kind; eval source: all {len(gsm)} GSM8K test questions; "
-        f"word 8-grams, field prompt.\n\n{table}\n")
+        f"word 8-grams, field prompt. \"numbers normalised\" is the step's `normalize_numbers` (default on).\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -18,14 +18,31 @@ from curation.rows import MalformedRow, make_row
 FORMATS: Registry = Registry("format")
 
 
-def _get(record: dict, column: str, required: bool = True) -> Any:
+def _get(record: dict, column: str | list[str], required: bool = True) -> Any:
+    """The value at ``column``: a column name, a dotted path into nested records and lists
+    (``instances.0.output``), or a list of those whose texts are joined into one turn with a blank
+    line, empty parts skipped (``[instruction, input]``)."""
+    if isinstance(column, list):
+        parts = [_get(record, c, required=False) for c in column]
+        bad = [c for c, v in zip(column, parts) if v is not None and not isinstance(v, str)]
+        if bad:
+            raise MalformedRow("wrong_type", f"{bad[0]} is not text (fields joined into one turn must be text)")
+        texts = [v for v in parts if v and v.strip()]
+        if not texts:
+            if required:
+                raise MalformedRow("missing_field", " + ".join(column))
+            return None
+        return "\n\n".join(texts)
     value: Any = record
     for part in column.split("."):
-        if not isinstance(value, dict) or part not in value:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
+            value = value[int(part)]
+        else:
             if required:
                 raise MalformedRow("missing_field", column)
             return None
-        value = value[part]
     if required and value is None:
         raise MalformedRow("missing_field", column)
     return value
@@ -58,8 +75,34 @@ def _metadata(record: dict, spec) -> dict:
     keep = spec.fields.get("metadata")
     if not keep:
         return {}
-    columns = [keep] if isinstance(keep, str) else keep
+    columns = [keep] if isinstance(keep, str) else keep  # a list here names several columns to keep
     return {c: _get(record, c, required=False) for c in columns}
+
+
+# Canonical fields a `fields:` mapping may name, per row kind; those in TEXT_FIELDS may be a list of
+# columns joined into one turn. `skill` and `metadata` (a column or a list of columns) fit every kind.
+KIND_FIELDS = {"chat": {"messages", "system", "prompt", "response"}, "preference": {"prompt", "chosen", "rejected"},
+               "verifiable": {"prompt", "ground_truth", "verifier"}, "text": {"text"}}
+TEXT_FIELDS = {"system", "prompt", "response", "ground_truth", "text"}
+
+
+def check_fields(kind: str | None, fields: dict) -> str | None:
+    """A problem with a source's ``fields`` mapping for its row kind (None: fine)."""
+    import difflib
+
+    allowed = KIND_FIELDS.get(kind or "", set().union(*KIND_FIELDS.values())) | {"skill", "metadata"}
+    for name, column in fields.items():
+        if name not in allowed:
+            close = difflib.get_close_matches(name, sorted(allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            return f"{name!r} is not a field of {kind or 'any'} rows (fields: {', '.join(sorted(allowed))}){hint}"
+        if isinstance(column, list):
+            if name not in TEXT_FIELDS | {"metadata"}:
+                return (f"{name!r} takes one column or path (a list joins text columns into one turn, which "
+                        f"{', '.join(sorted(TEXT_FIELDS))} accept)")
+            if not column or not all(isinstance(c, str) and c for c in column):
+                return f"{name!r}: give a non-empty list of column names"
+    return None
 
 
 def split_conversations(prompt: list[dict] | None, chosen: list[dict], rejected: list[dict]):

@@ -83,13 +83,17 @@ def quarantine_table(source: str, quarantine: list[dict]) -> pa.Table:
     )
 
 
-def write(tables: list[pa.Table], path: Path) -> Path:
-    """Write the ledger atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
+def write(tables: list[pa.Table], path: Path, stamp: dict | None = None) -> Path:
+    """Write the ledger atomically (a temp name unique to this process, then rename). ``stamp``
+    (recipe_hash, curation_id) goes into the schema metadata: the run commit checks it."""
+    from curation.files import atomic_path
+    from curation.run_commit import stamp as stamp_table
+
+    table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables]) if tables else SCHEMA.empty_table()
+    if stamp:
+        table = stamp_table(table, stamp["recipe_hash"], stamp["curation_id"])
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
     return path
 
 

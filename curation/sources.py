@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -32,6 +33,28 @@ _BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "
 
 class SourceError(Exception):
     """A source that cannot be read, or that yields no valid row."""
+
+
+class NoValidRows(SourceError):
+    """Every record of a source was malformed. The message names the reasons (the missing fields
+    among them) and shows one offending record; ``quarantine`` holds every record with its reason,
+    which the runner writes to the run's ledger (``recipe audit R --reason missing_field``)."""
+
+    def __init__(self, name: str, path: str, quarantine: list[dict], records: int):
+        self.source, self.quarantine = name, quarantine
+        reasons: dict[str, int] = {}
+        for q in quarantine:
+            reasons[q["reason"]] = reasons.get(q["reason"], 0) + 1
+        why = ", ".join(f"{k} x{v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])) or "the source is empty"
+        text = f"source {name!r} ({path}) yields no valid row of its {records} records: {why}"
+        missing = sorted({q["detail"] for q in quarantine if q["reason"] == "missing_field" and q.get("detail")})
+        if missing:
+            text += f". Missing field(s): {', '.join(missing)}: check the source's `fields` against the record's columns"
+        if quarantine:
+            q = quarantine[0]
+            what = f"{q['reason']}: {q['detail']}" if q.get("detail") else q["reason"]
+            text += f". First offending record (#{q['index']}, {what}): {(q.get('raw') or '')[:300]}"
+        super().__init__(text)
 
 
 @dataclass
@@ -70,9 +93,9 @@ def source_fingerprint(spec) -> dict[str, Any]:
     """What identifies a source's content: the file hash for local files, id+revision for Hub."""
     if getattr(spec, "generate", None):
         return {"generator": spec.generate}
-    if is_local(spec.path):
+    if looks_local(spec.path):
         if not Path(spec.path).expanduser().exists():
-            raise SourceError(f"data file not found: {spec.path}")
+            raise SourceError(f"data file not found: {spec.path} (no such file or folder; a Hub id has the form owner/name)")
         return file_fingerprint(spec.path)
     return {"hub": spec.path, "name": spec.name, "split": spec.split, "revision": spec.revision}
 
@@ -81,30 +104,49 @@ def _open_binary(path: str):
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
-def _tolerant_jsonl(path: str) -> Iterator[tuple[int, Any, str | None, str]]:
+def _tolerant_jsonl(path: str, label: str = "") -> Iterator[tuple[Any, Any, str | None, str]]:
     """(line number, record or None, error reason, raw line) for each non-blank line.
 
     Lines are decoded one at a time, so a line with bytes that are not UTF-8 is quarantined
     (``invalid_utf8``, raw text with U+FFFD in place of the bad bytes) and the rest of the file is kept.
+    A ``.gz`` that ends early (``truncated_file``) or is not gzip at all (``not_gzip``) or is damaged
+    (``corrupt_file``) keeps every line read before the break and records where it broke. ``label``
+    prefixes the line number (a folder source: ``part-0001.jsonl:17``).
     """
-    with _open_binary(path) as fh:
-        for lineno, data in enumerate(fh, 1):
-            try:
-                line = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield lineno, None, f"invalid_utf8:byte {exc.start} of the line", data.decode("utf-8", "replace")
-                continue
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield lineno, None, f"invalid_json:{exc.msg}", line
-                continue
-            if not isinstance(rec, dict):
-                yield lineno, None, "not_an_object", line
-                continue
-            yield lineno, rec, None, line
+    lineno, offset = 0, 0
+    try:
+        with _open_binary(path) as fh:
+            for lineno, data in enumerate(fh, 1):
+                offset += len(data)
+                where = f"{label}{lineno}" if label else lineno
+                try:
+                    line = data.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield where, None, f"invalid_utf8:byte {exc.start} of the line", data.decode("utf-8", "replace")
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield where, None, f"invalid_json:{exc.msg}", line
+                    continue
+                if not isinstance(rec, dict):
+                    yield where, None, "not_an_object", line
+                    continue
+                yield where, rec, None, line
+    except EOFError:
+        yield (f"{label}{lineno + 1}" if label else lineno + 1), None, (
+            f"truncated_file:{Path(path).name} ends before its gzip end-of-stream marker, after {offset} "
+            f"decompressed bytes (line {lineno}); the lines before were kept"), ""
+    except gzip.BadGzipFile as exc:
+        code = "not_gzip" if lineno == 0 else "corrupt_file"
+        yield (f"{label}{lineno + 1}" if label else lineno + 1), None, (
+            f"{code}:{Path(path).name}: {exc} after {offset} decompressed bytes (line {lineno})"
+            + ("; is it plain text named .gz?" if code == "not_gzip" else "")), ""
+    except (zlib.error, OSError) as exc:
+        yield (f"{label}{lineno + 1}" if label else lineno + 1), None, (
+            f"corrupt_file:{Path(path).name}: {exc} after {offset} decompressed bytes (line {lineno})"), ""
 
 
 @contextlib.contextmanager
@@ -126,27 +168,57 @@ def _root_cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def _read_records(spec) -> Iterable[tuple[int, Any, str | None, str]]:
-    """(index, record or None, error, raw text of an unreadable record) for every record of a file or Hub source."""
-    path = spec.path
+DATA_SUFFIXES = tuple(_BUILDERS)
+
+
+def data_files(folder: Path) -> list[Path]:
+    """The data files of a folder source (jsonl/json/parquet/csv/tsv, optionally .gz), sorted."""
+    return sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith(".")
+                  and _suffix(str(f)) in DATA_SUFFIXES)
+
+
+def _read_file(path: str, label: str = "") -> Iterable[tuple[Any, Any, str | None, str]]:
+    """Records of one local file: the ``datasets`` builder for speed; a JSON Lines file (``.gz`` too)
+    it cannot parse falls back to the line reader that quarantines each bad line. Any other file
+    that cannot be read is a :class:`SourceError` naming the file and the underlying error."""
+    builder = _BUILDERS.get(_suffix(path))
+    if builder is None:
+        raise SourceError(f"{path}: unknown file type; use .jsonl, .json, .parquet or .csv (optionally .gz)")
+    kwargs = {"delimiter": "\t"} if _suffix(path) == ".tsv" else {}
+    try:
+        with _quiet_datasets():  # a parse failure is expected here and handled below
+            ds = datasets.load_dataset(builder, data_files=path, split="train", **kwargs)
+            ds.data.table.validate(full=True)  # Arrow's JSON reader lets bytes that are not UTF-8 through
+    except Exception as exc:  # datasets raises several types for bad rows
+        if builder != "json" or _suffix(path) != ".jsonl":
+            raise SourceError(f"{path}: cannot be read: {_root_cause(exc)}") from None
+        return _tolerant_jsonl(path, label)
+    return (((f"{label}{i}" if label else i), r, None, "") for i, r in enumerate(ds))
+
+
+def looks_local(path: str) -> bool:
+    """A path on this machine (existing or not), as opposed to a Hub id ``owner/name``: it exists, starts
+    like a path, has a data-file suffix, has more than one ``/``, or its first part is a local folder."""
     if is_local(path):
-        local = str(Path(path).expanduser())
-        if Path(local).is_dir():
-            ds = datasets.load_dataset(local, split=spec.split)
-            return ((i, r, None, "") for i, r in enumerate(ds))
-        builder = _BUILDERS.get(_suffix(local))
-        if builder is None:
-            raise SourceError(f"{path}: unknown file type; use .jsonl, .json, .parquet or .csv (optionally .gz)")
-        kwargs = {"delimiter": "\t"} if _suffix(local) == ".tsv" else {}
-        try:
-            with _quiet_datasets():  # a parse failure is expected here and handled below
-                ds = datasets.load_dataset(builder, data_files=local, split="train", **kwargs)
-                ds.data.table.validate(full=True)  # Arrow's JSON reader lets bytes that are not UTF-8 through
-            return ((i, r, None, "") for i, r in enumerate(ds))
-        except Exception as exc:  # datasets raises several types for bad rows
-            if builder != "json" or _suffix(local) != ".jsonl":
-                raise SourceError(f"{path}: cannot be read: {_root_cause(exc)}") from None
-            return _tolerant_jsonl(local)
+        return True
+    return path.count("/") > 1 or (("/" in path) and Path(path.split("/", 1)[0]).is_dir())
+
+
+def _read_records(spec) -> Iterable[tuple[Any, Any, str | None, str]]:
+    """(index, record or None, error, raw text of an unreadable record) for every record of a file,
+    a folder of files, or a Hub source."""
+    path = spec.path
+    if looks_local(path):
+        local = Path(path).expanduser()
+        if not local.exists():
+            raise SourceError(f"data file not found: {path} (no such file or folder; a Hub id has the form owner/name)")
+        if local.is_dir():
+            files = data_files(local)
+            if not files:
+                raise SourceError(f"{path}: the folder holds no data files (.jsonl, .json, .parquet, .csv, .tsv, "
+                                  "optionally .gz)")
+            return (item for f in files for item in _read_file(str(f), f"{f.relative_to(local)}:"))
+        return _read_file(str(local))
     try:
         ds = datasets.load_dataset(path, spec.name, split=spec.split, revision=spec.revision)
     except Exception as exc:
@@ -197,11 +269,7 @@ def load_source(name: str, spec, *, seed: int = 0, progress=None) -> SourceResul
         if progress is not None:
             progress(1)
     if not rows:
-        reasons: dict[str, int] = {}
-        for q in quarantine:
-            reasons[q["reason"]] = reasons.get(q["reason"], 0) + 1
-        why = ", ".join(f"{k} x{v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])) or "the source is empty"
-        raise SourceError(f"source {name!r} ({spec.path}) yields no valid row: {why}")
+        raise NoValidRows(name, spec.path, quarantine, n)
     stats = {"records": n, "valid": len(rows), "quarantined": len(quarantine)}
     return SourceResult(rows_to_dataset(rows), quarantine, stats)
 

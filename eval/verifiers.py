@@ -68,3 +68,16 @@ def ifeval_verifier(completion: str, ground_truth: str) -> float:
 
 def get_verifier(name: str) -> Verifier:
     return VERIFIERS.get(name)
+
+
+def check_verifier_name(name: str, context: str = "") -> None:
+    """ValueError (a recipe error at the key) unless ``name`` is a registered verifier or an importable
+    dotted path to a function ``(completion, ground_truth) -> float``."""
+    from curation.registry import UnknownName
+
+    try:
+        fn = VERIFIERS.get(name)
+    except UnknownName as exc:
+        raise ValueError(f"{context}{exc}") from None
+    if not callable(fn) or isinstance(fn, type):
+        raise ValueError(f"{context}verifier {name!r} is not a function (completion, ground_truth) -> score")

@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from curation.console import make_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="recipe-kit: one YAML recipe from raw data to an evaluated post-trained model.")
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
+# User plug-ins named by dotted path (steps, formats, verifiers, reward functions) import from the
+# current directory, as `python -m` would: `mypkg.steps:MyStep` finds ./mypkg/steps.py.
+if os.getcwd() not in sys.path:
+    sys.path.insert(0, os.getcwd())
 
 Overrides = typer.Argument(None, help="OmegaConf dot-list overrides, e.g. stages.0.lr=2e-5 seed=3")
 OutOpt = typer.Option(None, "--out", help="run directory (default runs/<recipe name>/)")
@@ -35,12 +41,17 @@ def _user_errors():
     from curation.registry import UnknownName
     from curation.sources import SourceError
     from curation.steps.base import StepError
+    from curation.files import WriteError
     from recipe.run import RunError
+    from recipe.run_lock import RunLocked
+    from training.launch import LaunchError
+    from training.loss_reduction import LossReductionError
     from training.models import ModelLoadError
     from training.stage_data import StageDataError
+    from training.stage_loop import StageLoopError
 
     return (SourceError, MixtureError, StepError, RunError, LedgerError, UnknownName, ModelLoadError, StageDataError, RunFilesError,
-            EmbeddingModelError)
+            EmbeddingModelError, WriteError, RunLocked, StageLoopError, LaunchError, LossReductionError)
 
 
 def _load(recipe: Path, overrides: Optional[List[str]]):
@@ -54,14 +65,41 @@ def _load(recipe: Path, overrides: Optional[List[str]]):
         raise typer.Exit(2)
 
 
-def _runner(recipe: Path, overrides, out, cache_dir):
+def _runner(recipe: Path, overrides, out, cache_dir, gpus: Optional[int] = None):
     from recipe.run import Runner
 
     loaded = _load(recipe, overrides)
     try:
-        return Runner(loaded, out=out, cache_dir=cache_dir, console=console)
+        return Runner(loaded, out=out, cache_dir=cache_dir, console=console, gpus=gpus)
     except _user_errors() as exc:
         _fail(exc)
+    except OSError as exc:
+        _fail_os(exc)
+
+
+def _fail_os(exc: OSError):
+    from curation.files import describe_os_error
+
+    err_console.print(f"[bold red]error:[/] {describe_os_error(exc)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def _locked(runner):
+    """Hold the run directory's lock for the block (refused at once if another process holds it)."""
+    from recipe.run_lock import RunLock, RunLocked
+
+    lock = RunLock(runner.out)
+    try:
+        lock.acquire()
+    except RunLocked as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail_os(exc)
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 def _fail(exc: Exception):
@@ -74,11 +112,18 @@ def _guard(fn):
         return fn()
     except _user_errors() as exc:
         _fail(exc)
+    except OSError as exc:  # a read-only or full run/cache directory: the path, no traceback
+        _fail_os(exc)
 
 
 @app.command()
 def validate(recipe: Path, overrides: Optional[List[str]] = Overrides):
-    """Check a recipe (schema, references, plug-in options) without running anything."""
+    """Check a recipe (schema, references, plug-in options, the row kinds each stage and eval gets)
+    without training or curating anything.
+
+    Plug-ins named by dotted path (steps, formats, generators, verifiers, reward functions,
+    'pkg.mod:Name') are IMPORTED to check them, which runs their module's code; the current
+    directory is importable (PYTHONPATH adds more)."""
     loaded = _load(recipe, overrides)
     console.print(f"[green]ok[/] {recipe} (recipe {loaded.recipe.name!r}, hash {loaded.hash})")
 
@@ -102,7 +147,8 @@ def curate(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Option
            card_dir: Optional[Path] = typer.Option(None, "--card-dir", help="write the data card here (default <out>/card)")):
     """Load sources, mix them and run the selection steps; write the ledger and stage datasets."""
     runner = _runner(recipe, overrides, out, cache_dir)
-    _guard(runner.curate)
+    with _locked(runner):
+        _guard(runner.curate)
     console.print(f"[green]curated[/] -> {runner.out}")
     _write_card(runner.out, card_dir)
 
@@ -111,14 +157,18 @@ def curate(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Option
 def train(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optional[Path] = OutOpt,
           cache_dir: Optional[Path] = CacheOpt,
           resume: bool = typer.Option(False, "--resume", help="continue the unfinished stage from its last checkpoint"),
+          restart: bool = typer.Option(False, "--restart", help="discard unfinished stages' checkpoints and train them from the start"),
           gpus: Optional[int] = typer.Option(None, "--gpus", min=1,
                                              help="run each stage on N processes (accelerate launch; torchrun on CPU)")):
     """Curate, run the training stages in order, then evaluate."""
-    runner = _runner(recipe, overrides, out, cache_dir)
+    if resume and restart:
+        _fail(ValueError("give --resume or --restart, not both"))
+    runner = _runner(recipe, overrides, out, cache_dir, gpus=gpus)
     if resume and not any(runner.out.glob("stages/*/checkpoint-*")) and not any(runner.out.glob("stages/*/stage.json")):
         _fail(RuntimeError(f"nothing to resume in {runner.out}: no stage has started there"))
-    _guard(lambda: runner.train(resume=resume, gpus=gpus))
-    _guard(runner.evaluate)
+    with _locked(runner):
+        _guard(lambda: runner.train(resume=resume, restart=restart))
+        _guard(runner.evaluate)
     console.print(f"[green]done[/] -> {runner.out}")
     _write_card(runner.out)
 
@@ -128,7 +178,8 @@ def eval_(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optiona
           cache_dir: Optional[Path] = CacheOpt):
     """Evaluate the base model and every finished stage."""
     runner = _runner(recipe, overrides, out, cache_dir)
-    _guard(lambda: runner.evaluate(only_available=True))
+    with _locked(runner):
+        _guard(lambda: runner.evaluate(only_available=True))
 
 
 def _write_card(out: Path, card_dir: Optional[Path] = None) -> None:
@@ -170,7 +221,7 @@ def audit(recipe: Path = RunArg, row_id: Optional[str] = typer.Argument(None, he
 
     if (row_id is None) == (reason is None):
         _fail(ValueError("give a row id, or --reason CODE (not both)"))
-    run = _guard(lambda: RunFiles.open(_run_dir(recipe, out)))
+    run = _guard(lambda: RunFiles.open(_run_dir(recipe, out), allow_failed=True))
     if reason is not None:
         table = _guard(lambda: audit_mod.dropped_for(run, reason))
         views.print_dropped(console, reason, table, limit, audit_mod.reason_codes(run))

@@ -18,10 +18,11 @@ from curation.steps import STEPS
 from curation.steps.base import StepContext
 from recipe.cache import Cache, stable_hash
 from recipe.load import LoadedRecipe
+from training.stage_loop import stage_dir  # noqa: F401 (re-exported)
 
 TINY_BUILDER_VERSION = "1"
 EVAL_VERSION = "1"
-STAGE_VERSION = "1"
+STAGE_VERSION = "2"  # 2: the key holds the global batch, validation data and a path model's content
 
 
 @dataclass
@@ -46,10 +47,6 @@ class Plan:
 
     def of_kind(self, kind: str) -> list[Node]:
         return [n for n in self.nodes if n.kind == kind]
-
-
-def stage_dir(out: Path, index: int, kind: str) -> Path:
-    return Path(out) / "stages" / f"{index}-{kind}"
 
 
 def stage_done(out: Path, index: int, kind: str, key: str) -> bool:
@@ -85,7 +82,13 @@ def local_model_fingerprint(path: str) -> dict[str, Any] | None:
     return out
 
 
-def make_plan(loaded: LoadedRecipe, cache: Cache, out: Path) -> Plan:
+def _path_model_key(path: str) -> str:
+    """A model named by path: its content identity (local files), not the path string alone."""
+    return stable_hash({"path": path, "local": local_model_fingerprint(path)})
+
+
+def make_plan(loaded: LoadedRecipe, cache: Cache, out: Path, num_processes: int = 1) -> Plan:
+    """``num_processes``: the launch's process count, which sets each stage's global batch."""
     r, resolved = loaded.recipe, loaded.resolved
     nodes: list[Node] = []
     source_keys: dict[str, str] = {}
@@ -137,14 +140,18 @@ def make_plan(loaded: LoadedRecipe, cache: Cache, out: Path) -> Plan:
     names = r.stage_names()
     prev_model = "base"
     for i, (stage, sname) in enumerate(zip(r.stages, names)):
-        ref = stage.from_ or "previous"
-        start = prev_model if ref == "previous" else ref
-        start_key = model_keys.get(start) or stable_hash({"path": start})
-        describe = {"stage": resolved["stages"][i], "data": dataset_keys[stage.data], "model": start_key,
-                    "seed": r.seed, "version": STAGE_VERSION}
-        dpo_ref = getattr(stage, "ref", None)
-        if dpo_ref and dpo_ref != "previous":  # a stated DPO reference model is an input too
-            describe["ref_model"] = model_keys.get(dpo_ref) or stable_hash({"path": dpo_ref})
+        refs = stage.model_refs()
+        start = prev_model if refs["from"] == "previous" else refs["from"]
+        describe = {"stage": resolved["stages"][i], "data": dataset_keys[stage.data],
+                    "model": model_keys.get(start) or _path_model_key(start), "seed": r.seed, "version": STAGE_VERSION,
+                    # the batch an update sees: a --gpus change is a different training run
+                    "global_batch": stage.batch_size * stage.grad_accum * num_processes}
+        for key, ref in refs.items():  # a stated extra model (DPO's ref) is an input too
+            if key != "from" and ref != "previous":
+                describe[f"{key}_model"] = model_keys.get(ref) or _path_model_key(ref)
+        if stage.validation is not None:
+            v = stage.validation.data
+            describe["validation_data"] = dataset_keys.get(v) or source_keys.get(v)
         key = stable_hash(describe)
         nodes.append(Node("stage", sname, key, describe, stage_done(out, i, stage.kind, key),
                           {"index": i, "start": start, "kind": stage.kind}))

@@ -11,4 +11,7 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[curation,test]"
+# setuptools warns on every editable install ("Editable installation ... be careful"): not ours to act on,
+# so the set-up prints only its own progress
+echo "installing recipe-kit and its dependencies into .venv ..."
+PYTHONWARNINGS=ignore python -m pip install -q -e ".[curation,test]"

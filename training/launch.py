@@ -21,6 +21,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from training.config import Strict
 
 PROFILES_DIR = Path(__file__).resolve().parent / "launch_profiles"
 PROFILES = ("ddp", "fsdp2", "zero2", "zero3")
@@ -29,6 +34,53 @@ ENTRY = "training.launch_stage"
 
 class LaunchError(ValueError):
     """A launch that cannot work as configured (user-facing)."""
+
+
+class LaunchSpec(Strict):
+    """Run each stage under ``accelerate launch`` with a shipped profile (training/launch_profiles/).
+
+    ``num_processes`` is the total over all machines (``--gpus N`` on the command line sets it);
+    the multi-node keys pass through to ``accelerate launch``. ``launcher: torchrun`` runs the
+    stage with ``torchrun`` instead (the CPU multi-process path; ``auto`` picks it when no GPU is
+    visible)."""
+
+    profile: Literal["ddp", "fsdp2", "zero2", "zero3"] = "ddp"
+    num_processes: int | None = Field(None, ge=1)
+    num_machines: int = Field(1, ge=1)
+    machine_rank: int = Field(0, ge=0)
+    main_process_ip: str | None = None
+    main_process_port: int | None = Field(None, ge=1, le=65535)
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = None
+    launcher: Literal["auto", "accelerate", "torchrun"] = "auto"
+
+    @model_validator(mode="after")
+    def _multi_node(self):
+        if self.num_machines > 1 and not self.main_process_ip:
+            raise ValueError("a multi-machine launch (num_machines > 1) needs `main_process_ip`")
+        if self.machine_rank >= self.num_machines:
+            raise ValueError(f"machine_rank {self.machine_rank} must be below num_machines {self.num_machines}")
+        return self
+
+
+def resolve_launch(spec: LaunchSpec | None, gpus: int | None) -> LaunchSpec | None:
+    """The launch to use, or None for in-process: ``--gpus N`` overrides ``launch.num_processes``; a
+    launch block without a count uses every visible GPU (in-process on a CPU-only machine)."""
+    if gpus is None and spec is None:
+        return None
+    spec = (spec or LaunchSpec()).model_copy()
+    if gpus is not None:
+        spec.num_processes = gpus
+    if not spec.num_processes:
+        from training.models import has_gpu
+
+        if not has_gpu():
+            return None
+        import torch
+
+        spec.num_processes = torch.cuda.device_count() * spec.num_machines
+    if spec.num_processes == 1 and spec.num_machines == 1:
+        return None
+    return spec
 
 
 def profile_path(profile: str) -> Path:

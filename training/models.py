@@ -64,8 +64,9 @@ def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bo
     revision, trust_remote_code = _policy(path, revision, trust_remote_code)
     try:
         tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-    except OSError as exc:
-        raise ModelLoadError(f"cannot load a tokenizer from {path!r}: {str(exc).splitlines()[0]}. "
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a folder of the wrong files raises any of these
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelLoadError(f"cannot load a tokenizer from {path!r}: {first}. "
                              "Offline? Give a local model directory as `model.path`.") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -98,6 +99,7 @@ def load_model(path: str, dtype: str = "float32", revision: str | None = None, t
             merged.requires_grad_(True)  # PEFT froze the base weights; a full fine-tuning stage trains them all
             return merged
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except OSError as exc:
-        raise ModelLoadError(f"cannot load a causal LM from {path!r}: {str(exc).splitlines()[0]}. "
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelLoadError(f"cannot load a causal LM from {path!r}: {first}. "
                              "Offline? Give a local model directory as `model.path`.") from None

@@ -10,7 +10,7 @@
 * Per verifier it logs, through TRL's ``log_metric`` hook, ``verifier/<name>/reward`` (mean
   reward) and ``verifier/<name>/pass_rate`` (share of completions scoring 1.0), plus
   ``verifier/non_stop_rate``; these land in the trainer's logs (``final/train_log.json``). It also
-  keeps running totals that ``training/rlvr.py`` writes to ``<stage_dir>/rewards.json``.
+  keeps running totals that ``training/stages/rlvr.py`` writes to ``<stage_dir>/rewards.json``.
 
 Why our own code: TRL supplies the GRPO loop and the reward-function contract, not the verifiers,
 the per-row routing or the non-stop penalty.
@@ -72,6 +72,24 @@ class VerifiableReward:
         if log_metric is not None and completion_ids is not None:
             log_metric("verifier/non_stop_rate", stops / len(completions))
         return rewards
+
+    def state(self) -> dict[str, Any]:
+        """The running totals as plain data (to gather them over ranks)."""
+        return {"totals": {k: dict(v) for k, v in self.totals.items()}, "non_stop": self.non_stop, "calls": self.calls,
+                "reward": self.reward, "non_stop_penalty": self.non_stop_penalty, "verifier": self.verifier}
+
+    @classmethod
+    def merge(cls, states: list[dict[str, Any]]) -> "VerifiableReward":
+        """One reward object whose totals are the sums of several ranks' :meth:`state`."""
+        first = states[0]
+        out = cls(reward=first["reward"], non_stop_penalty=first["non_stop_penalty"], verifier=first["verifier"])
+        for st in states:
+            for name, t in st["totals"].items():
+                for k, v in t.items():
+                    out.totals[name][k] += v
+            out.non_stop += st["non_stop"]
+            out.calls += st["calls"]
+        return out
 
     def summary(self) -> dict[str, Any]:
         per = {name: {"completions": int(t["n"]), "pass_rate": t["passed"] / t["n"] if t["n"] else None,

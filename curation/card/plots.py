@@ -34,6 +34,14 @@ def _slug(*parts) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(str(p) for p in parts)).strip("_")
 
 
+def _title(ax, text: str, fontsize: float = 10) -> None:
+    """A title wrapped to the figure's width (a long one is never clipped at the edges)."""
+    import textwrap
+
+    chars = max(20, int(ax.figure.get_figwidth() * 72 / (0.6 * fontsize)))
+    ax.set_title("\n".join(textwrap.wrap(text, chars)), fontsize=fontsize)
+
+
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})
@@ -54,7 +62,7 @@ def funnel(mixture: str, steps: list[dict], path: Path) -> None:
     ax.set_yticks(y, labels)
     ax.set_xlabel("rows")
     ax.set_xlim(0, max(s["rows_in"] for s in steps) * 1.6 or 1)
-    ax.set_title(f"selection funnel of {mixture}")
+    _title(ax, f"selection funnel of {mixture}")
     ax.legend(loc="lower right", fontsize=8)
     _save(fig, path)
 
@@ -62,14 +70,14 @@ def funnel(mixture: str, steps: list[dict], path: Path) -> None:
 def mixture_shares(mixture: str, table: list[dict], path: Path) -> None:
     names = [t["source"] for t in table]
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(names) + 2), 3.2))
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names) + 2), 3.2))
     ax.bar(x - 0.2, [t["target_ratio"] for t in table], 0.4, label="target share of rows", color="#8c8c8c")
     ax.bar(x + 0.2, [t["observed_ratio"] for t in table], 0.4, label="observed share of rows", color="#4c72b0")
     ax.set_xticks(x, names, rotation=20 if len(names) > 3 else 0)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.3)  # room for the legend above the bars
     ax.set_ylabel("share of mixture rows")
-    ax.set_title(f"mixture {mixture}: target vs observed (before selection)")
-    ax.legend(fontsize=8)
+    _title(ax, f"mixture {mixture}: target vs observed (before selection)")
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
     _save(fig, path)
 
 
@@ -92,7 +100,7 @@ def score_hist(run: RunFiles, mixture: str, step: dict, path: Path) -> bool:
     unit = (step.get("extras") or {}).get("unit")
     ax.set_xlabel(f"score ({unit})" if unit else "score")
     ax.set_ylabel("rows")
-    ax.set_title(f"{mixture} / {step['index']}: {step['step']}: score distribution")
+    _title(ax, f"{mixture} / {step['index']}: {step['step']}: score distribution")
     ax.legend(fontsize=8)
     _save(fig, path)
     return True
@@ -127,7 +135,7 @@ def extra_plot(title: str, key: str, value: Any, path: Path) -> bool:
     else:
         plt.close(fig)
         return False
-    ax.set_title(f"{title}: {key}")
+    _title(ax, f"{title}: {key}")
     _save(fig, path)
     return True
 

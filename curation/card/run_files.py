@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from curation import ledger as ledger_mod
+from curation import run_commit
 from curation.rows import base_id
 
 
@@ -48,19 +49,37 @@ class RunFiles:
     resolved_text: str = ""
     recipe_hash: str = ""
 
+    commit: dict = field(default_factory=dict)
+    stale: list[str] = field(default_factory=list)  # files from another recipe than the curation (left out)
+
     @classmethod
-    def open(cls, out: str | Path) -> "RunFiles":
+    def open(cls, out: str | Path, allow_failed: bool = False) -> "RunFiles":
+        """Open a committed run directory (``curation.run_commit``): refused, naming the files, when its
+        curation did not finish or its files disagree. A ``manifest.json`` (and the eval results with it)
+        written by a run of another recipe than the committed curation is left out and listed in ``stale``."""
         out = Path(out)
         if not out.is_dir():
             raise RunFilesError(f"{out} is not a run directory (it does not exist); give the --out of a `recipe curate` run")
         resolved = out / "resolved.yaml"
         if not resolved.is_file():
             raise RunFilesError(f"no resolved.yaml in {out}: is it a run directory? run `recipe curate` with --out {out} first")
+        try:
+            commit = run_commit.check(out, allow_failed=allow_failed)
+        except run_commit.RunMismatch as exc:
+            raise RunFilesError(str(exc)) from None
         text = resolved.read_text()
-        first = text.splitlines()[0] if text else ""
-        recipe_hash = first.split(":", 1)[1].strip() if first.startswith("# recipe hash:") else ""
-        return cls(out=out, curation=_json(out / "curation.json", True), manifest=_json(out / "manifest.json", False),
-                   eval_results=_json(out / "eval" / "results.json", False), resolved_text=text, recipe_hash=recipe_hash)
+        recipe_hash = commit["recipe_hash"]
+        stale = []
+        manifest = _json(out / "manifest.json", False)
+        if manifest is not None and manifest.get("recipe_hash") != recipe_hash:
+            stale.append("manifest.json")
+            manifest = None
+        evals = _json(out / "eval" / "results.json", False)
+        if evals is not None and manifest is None and (out / "manifest.json").is_file():
+            stale.append("eval/results.json")
+            evals = None
+        return cls(out=out, curation=_json(out / "curation.json", True), manifest=manifest, eval_results=evals,
+                   resolved_text=text, recipe_hash=recipe_hash, commit=commit, stale=stale)
 
     # ------------------------------------------------------------------ recipe
     @cached_property

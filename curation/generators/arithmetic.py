@@ -149,3 +149,10 @@ def generate(params: ArithmeticParams, *, source: str, split: str, seed: int) ->
 
 
 generate.Params = ArithmeticParams  # type: ignore[attr-defined]
+
+
+def _row_kind(params: ArithmeticParams) -> str:
+    return "preference" if params.as_preference else "chat" if params.as_chat else "verifiable"
+
+
+generate.row_kind = _row_kind  # type: ignore[attr-defined]  (the kind of rows it emits, for `recipe validate`)

@@ -63,7 +63,7 @@ def test_trl_renders_the_user_turn_once(tmp_path, tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from training.stage_data import to_preference
+    from training.stages.dpo import to_preference
 
     rows = _load(tmp_path, [TULU_LAYOUT]).rows
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)

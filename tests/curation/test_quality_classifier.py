@@ -117,7 +117,7 @@ def _files(tmp_path, n=40):
 
 def _qc_recipe(tmp_path, options):
     good, web = _files(tmp_path)
-    r = tiny_recipe()
+    r = tiny_recipe(stages=[])  # curation only: the mixture holds chat and text rows
     r["sources"]["good"] = {"path": str(good), "format": "alpaca"}
     r["sources"]["web"] = {"path": str(web), "kind": "text", "fields": {"text": "text"}}
     r["mixtures"]["sft"] = {"good": 1.0, "web": 1.0}

@@ -132,14 +132,41 @@ def test_resume_with_nothing_to_resume(tmp_path, cli):
     assert "nothing to resume" in result.output and "Traceback" not in result.output
 
 
+def _fake_checkpoint(path, state='{"global_step": 1}'):
+    import torch
+    from safetensors.torch import save_file
+
+    path.mkdir()
+    save_file({"w": torch.zeros(64, 64)}, str(path / "model.safetensors"))
+    torch.save({"state": {0: {"exp_avg": torch.zeros(64, 64)}}}, path / "optimizer.pt")
+    torch.save({"last_epoch": 1}, path / "scheduler.pt")
+    (path / "trainer_state.json").write_text(state)
+
+
+def _truncate(f, keep=0.5):
+    data = f.read_bytes()
+    f.write_bytes(data[: int(len(data) * keep)])
+
+
 def test_incomplete_checkpoint_is_not_trusted(tmp_path):
     from training.common import resume_checkpoint
 
-    for n in (10, 20):
-        (tmp_path / f"checkpoint-{n}").mkdir()
-    (tmp_path / "checkpoint-10" / "trainer_state.json").write_text("{}")
-    (tmp_path / "checkpoint-20" / "trainer_state.json").write_text('{"glob')  # cut short by a kill
+    _fake_checkpoint(tmp_path / "checkpoint-10")
+    _fake_checkpoint(tmp_path / "checkpoint-20", state='{"glob')  # cut short by a kill
     assert resume_checkpoint(tmp_path).endswith("checkpoint-10")
+
+
+@pytest.mark.parametrize("damaged", ["optimizer.pt", "model.safetensors", "scheduler.pt"])
+def test_corrupt_newest_checkpoint_falls_back_with_a_warning(tmp_path, damaged):
+    from training.common import checkpoint_problem, resume_checkpoint
+
+    for n in (10, 20, 30):
+        _fake_checkpoint(tmp_path / f"checkpoint-{n}")
+    _truncate(tmp_path / "checkpoint-30" / damaged)
+    assert checkpoint_problem(tmp_path / "checkpoint-20") is None
+    warnings = []
+    assert resume_checkpoint(tmp_path, warn=warnings.append).endswith("checkpoint-20")
+    assert len(warnings) == 1 and "checkpoint-30" in warnings[0] and damaged in warnings[0]
 
 
 def test_kill_during_a_curation_step_leaves_no_trusted_entry(tmp_path):

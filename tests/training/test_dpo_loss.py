@@ -1,7 +1,7 @@
 """DPO losses against a hand computation: the log-probs are computed here from the raw logits of
 the policy and of a different reference model, then plugged into the paper formulas; TRL's loss
 on the same collated batch must match (sigmoid = DPO Eq. 7; dpo_norm = Tülu 3's length-normalised
-DPO, which training/dpo.py maps to TRL's ``sigmoid_norm``)."""
+DPO, which training/stages/dpo.py maps to TRL's ``sigmoid_norm``)."""
 
 import math
 
@@ -9,7 +9,7 @@ import datasets
 import pytest
 import torch
 
-from training.dpo import LOSS_TYPES
+from training.stages.dpo import LOSS_TYPES
 
 PAIRS = [
     {"prompt": [{"role": "user", "content": "What is 2 + 3?"}],

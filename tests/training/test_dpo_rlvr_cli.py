@@ -73,13 +73,15 @@ def _cache_entries(out):
     return sorted(p.name for p in (out / "cache").glob("*/*") if p.is_dir())
 
 
-@pytest.mark.parametrize("case,match", [
-    ("dpo_on_chat", "a dpo stage needs preference rows"),
-    ("dpo_on_verifiable_without_pairs", "pairs: {rejected: perturb}"),
-    ("rlvr_rows_without_verifier", "have no verifier"),
-    ("rlvr_unknown_row_verifier", "unknown verifier 'nosuch'"),
+@pytest.mark.parametrize("case,match,code", [
+    # the sources' declared row kinds give these away at `recipe validate` (exit 2) ...
+    ("dpo_on_chat", "a dpo stage needs preference rows", 2),
+    ("dpo_on_verifiable_without_pairs", "pairs: {rejected: perturb}", 2),
+    ("rlvr_rows_without_verifier", "a rlvr stage trains on verifiable rows", 2),
+    # ... this one only the rows themselves, at the start of `recipe train` (exit 1)
+    ("rlvr_unknown_row_verifier", "unknown verifier 'nosuch'", 1),
 ])
-def test_bad_stage_data_fails_before_training(case, match, cli, write_recipe, tmp_path):
+def test_bad_stage_data_fails_before_training(case, match, code, cli, write_recipe, tmp_path):
     r = tiny_recipe()
     r["sources"]["chat"] = {"generate": "arithmetic", "n": 20, "skills": ["add"], "max_operand": 9, "as_chat": True}
     sft = {"kind": "sft", "data": "sft", "max_steps": 1, "batch_size": 8, "max_length": 48}
@@ -102,9 +104,12 @@ def test_bad_stage_data_fails_before_training(case, match, cli, write_recipe, tm
     out = tmp_path / "run"
     path = write_recipe(r)
     res = cli("train", path, "--out", out)
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == code, res.output
     assert match in res.output and "Traceback" not in res.output
     assert not (out / "stages" / "0-sft" / "final").exists()  # refused before the first stage trained
+    if code == 2:
+        assert "stages[1].data" in res.output
+        return
     cached = _cache_entries(out)
     assert cached  # curation results are kept ...
     r["stages"] = [sft]

@@ -31,7 +31,7 @@ def test_two_process_cpu_stage(tmp_path):
     cmd = manifest["stages"][0]["launch_command"]
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--nproc_per_node", "2"] and cmd[-2] == "training.launch_stage"
     job = json.loads((sdir / "job.json").read_text())
-    assert job["data"].endswith("datasets/sft.parquet") and job["stage"]["kind"] == "sft"
+    assert job["datasets"]["train"].endswith("datasets/sft.parquet") and job["stage"]["kind"] == "sft"
     assert (sdir / "final" / "model.safetensors").is_file() and (sdir / "lr_schedule.png").is_file()
     assert (sdir / "checkpoint-4" / "trainer_state.json").is_file()
     assert manifest["stages"][0]["status"] == "done"

@@ -7,7 +7,8 @@ from transformers import AutoTokenizer
 from curation.rows import make_row, rows_to_dataset
 from recipe.schema import PretrainStage
 from training.models import load_model
-from training.pretrain import build_trainer
+from training.common import StageContext
+from training.stages.pretrain import build_trainer
 from training.stage_data import StageDataError
 
 
@@ -21,7 +22,7 @@ def test_documents_are_packed_and_every_token_is_a_label(tiny_model_dir, tmp_pat
     stage = PretrainStage(kind="pretrain", data="web", max_length=64, batch_size=4, max_steps=1,
                           packing_strategy=strategy)
     model, tok = load_model(str(tiny_model_dir), dtype="float32"), AutoTokenizer.from_pretrained(tiny_model_dir)
-    trainer = build_trainer(stage, model, tok, _docs(), tmp_path, seed=0)
+    trainer = build_trainer(StageContext(stage, model, tok, _docs(), tmp_path, seed=0))
     packed = trainer.train_dataset
     total = sum(len(tok(d["text"])["input_ids"]) + 1 for d in _docs())  # + EOS per document
     lengths = [len(ids) for ids in packed["input_ids"]]
@@ -43,4 +44,4 @@ def test_chat_rows_are_refused(tiny_model_dir, tmp_path):
     chat = rows_to_dataset([make_row("chat", "s", messages=[{"role": "user", "content": "hi"},
                                                             {"role": "assistant", "content": "yo"}])])
     with pytest.raises(StageDataError, match="pretrain stage needs text rows"):
-        build_trainer(stage, model, tok, chat, tmp_path, seed=0)
+        build_trainer(StageContext(stage, model, tok, chat, tmp_path, seed=0))

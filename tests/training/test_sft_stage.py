@@ -42,8 +42,17 @@ def test_packing_and_full_loss(cli, write_recipe, tmp_path):
 
 
 def test_model_path_that_cannot_load(cli, write_recipe, tmp_path):
+    """A local model path that does not exist, or a folder without config.json, is a recipe error at
+    `model.path` (exit 2, before anything runs); an unloadable model is a clear error too."""
     r = tiny_recipe(model={"path": str(tmp_path / "no_model_here"), "dtype": "float32"})
     r["stages"][0]["max_steps"] = 1
+    res = cli("train", write_recipe(r), "--out", tmp_path / "run")
+    assert res.exit_code == 2 and "model.path" in res.output and "no such folder" in res.output
+    (tmp_path / "empty_model").mkdir()
+    r["model"]["path"] = str(tmp_path / "empty_model")
+    res = cli("validate", write_recipe(r))
+    assert res.exit_code == 2 and "without config.json" in res.output and "Traceback" not in res.output
+    (tmp_path / "empty_model" / "config.json").write_text("{}")  # a config, but nothing loads from it
     res = cli("train", write_recipe(r), "--out", tmp_path / "run")
     assert res.exit_code == 1 and "cannot load" in res.output and "Traceback" not in res.output
 

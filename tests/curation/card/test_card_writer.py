@@ -101,6 +101,12 @@ def test_card_renders_step_extras_generically(curated_run, cli):
         cluster_sizes=[5, 3, 3, 1, 1, 1], weights_over_time={"arith": [0.5, 0.6, 0.7], "arith_test": [0.5, 0.4, 0.3]})
     (out / "curation.json").write_text(json.dumps(cur))
     res = cli("card", out)
+    assert res.exit_code == 1 and "curation.json (changed after the commit" in res.output  # an edit is noticed
+    from curation import run_commit
+
+    commit = run_commit.read(out)
+    run_commit.commit(out, commit["recipe_hash"], commit["curation_id"], list(commit["files"]))
+    res = cli("card", out)
     assert res.exit_code == 0, res.output
     files = {p["file"] for p in json.loads((out / "card" / "card.json").read_text())["plots"]}
     assert {"extras_sft_1_length_cluster_sizes.png", "extras_sft_1_length_weights_over_time.png"} <= files
@@ -119,10 +125,10 @@ def test_missing_or_corrupt_ledger_is_a_clear_error(curated_run, cli):
     for args in (("card", out), ("audit", out, "abc")):
         res = cli(*args)
         assert res.exit_code == 1
-        assert "ledger" in res.output and "unreadable" in res.output and "Traceback" not in res.output
+        assert "ledger.parquet (unreadable" in res.output and "Traceback" not in res.output
     (out / "ledger.parquet").unlink()
     res = cli("card", out)
-    assert res.exit_code == 1 and "no ledger" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 1 and "ledger.parquet (missing)" in res.output and "Traceback" not in res.output
 
 
 def test_not_a_run_dir_is_a_clear_error(tmp_path, cli):
@@ -131,4 +137,7 @@ def test_not_a_run_dir_is_a_clear_error(tmp_path, cli):
     (tmp_path / "resolved.yaml").write_text("# recipe hash: x\nname: y\n")
     (tmp_path / "curation.json").write_text("{oops")
     res = cli("card", tmp_path)
-    assert res.exit_code == 1 and "not valid JSON" in res.output
+    assert res.exit_code == 1 and "did not finish (no run.json" in res.output  # never committed
+    (tmp_path / "run.json").write_text('{"recipe_hash": "x", "curation_id": "c", "files": {"curation.json": 5}}')
+    res = cli("card", tmp_path)
+    assert res.exit_code == 1 and "curation.json (from curation unreadable" in res.output

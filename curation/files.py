@@ -1,0 +1,92 @@
+"""Files written so that a reader never sees half of one, and two writers never share a temp name.
+
+Every file a run publishes (the ledger, stage datasets, ``curation.json``, ``run.json``, the card) is
+written to a temporary name unique to this process and moment (``.<name>.tmp-<host>-<pid>-<ns>``)
+next to its final place, then renamed over it (atomic on one file system). A kill, a full disk or a
+read-only directory leaves at most a temp file, which no reader opens; the error names the path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+_HOST = socket.gethostname().replace("-", "_") or "host"
+
+
+def temp_tag() -> str:
+    """``<host>-<pid>-<ns>``: who made a temp entry (so a sweep can tell a live writer's from a dead one's)."""
+    return f"{_HOST}-{os.getpid()}-{time.time_ns()}"
+
+
+def owner_alive(tag: str) -> bool | None:
+    """Whether the process named by a :func:`temp_tag` still runs (None: another host, or no tag)."""
+    parts = tag.split("-")
+    if len(parts) == 3:
+        host, pid = parts[0], parts[1]
+    elif len(parts) == 2:  # the older ``<pid>-<ns>`` form: this host
+        host, pid = _HOST, parts[0]
+    else:
+        return None
+    if host != _HOST or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+class WriteError(OSError):
+    """A file or folder could not be written (read-only, full disk, permissions): names the path."""
+
+
+def describe_os_error(exc: OSError, path: str | Path | None = None) -> str:
+    where = path or exc.filename or "a file"
+    return (f"cannot write {where}: {exc.strerror or exc}; nothing was half-written (the previous files are "
+            "intact). Free space or fix the permissions, or give another --out / --cache-dir")
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path to write; rename it to ``path`` on success, remove it on any error."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(exc.errno, describe_os_error(exc, path.parent)) from None
+    tmp = path.with_name(f".{path.name}.tmp-{temp_tag()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        if isinstance(exc, WriteError):
+            raise
+        raise WriteError(exc.errno, describe_os_error(exc, path)) from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        try:
+            p.unlink()
+        except OSError:
+            pass

@@ -1,0 +1,253 @@
+"""The curation phase: sources -> mixtures -> selection steps -> the run directory's curated files.
+
+Every node is served from the content-addressed cache when its key is there (``recipe.cache``, passed
+in: this package never imports ``recipe``). Steps decide, this module applies: each step's
+decisions become ledger records and only kept rows go on. The run directory then gets, as one unit
+(``curation.run_commit``): ``datasets/<mixture>.parquet``, ``ledger.parquet`` (one record per row
+per step, quarantined records included), ``curation.json`` (per-source stats, outcome by source,
+the funnel) and, last, ``run.json``. A source whose every record is malformed still gets its
+quarantine written and committed as a failed curation, so ``recipe audit R --reason CODE`` shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.table import Table
+
+from curation import ledger as ledger_mod
+from curation import run_commit
+from curation.console import progress, say
+from curation.files import atomic_path, atomic_write_text
+from curation.mixture import mix
+from curation.sources import NoValidRows, load_source
+from curation.steps import STEPS
+from curation.steps.base import StepContext, StepError
+
+
+class Curation:
+    """One recipe's curation over a cache and a run directory.
+
+    ``recipe`` is the validated recipe, ``plan`` its plan (source, mixture and step nodes with keys),
+    ``tokenizer_loader`` gives the recipe model's tokenizer to steps that count tokens."""
+
+    def __init__(self, recipe, recipe_hash: str, plan, cache, out: Path, console, tokenizer_loader: Callable | None = None):
+        self.recipe, self.recipe_hash, self.plan, self.cache = recipe, recipe_hash, plan, cache
+        self.out, self.console, self.tokenizer_loader = Path(out), console, tokenizer_loader
+        self._sources: dict[str, datasets.Dataset] = {}
+        self.curation_id: str | None = None
+
+    # ------------------------------------------------------------------ sources
+    def source(self, name: str) -> datasets.Dataset:
+        if name in self._sources:
+            return self._sources[name]
+        node = self.plan.get("source", name)
+        entry = self.cache.path("source", node.key)
+        if not self.cache.has("source", node.key):
+            say(self.console, node, "loading")
+            with progress(self.console) as prog:
+                task = prog.add_task(f"source {name}", total=None)
+                result = load_source(name, self.recipe.sources[name], seed=self.recipe.seed,
+                                     progress=lambda k: prog.advance(task, k))
+            with self.cache.write("source", node.key, node.describe) as tmp:
+                result.rows.to_parquet(str(tmp / "rows.parquet"))
+                with open(tmp / "quarantine.jsonl", "w") as fh:
+                    for q in result.quarantine:
+                        fh.write(json.dumps(q, ensure_ascii=False) + "\n")
+                (tmp / "stats.json").write_text(json.dumps(result.stats))
+            if result.quarantine:
+                counts = Counter(q["reason"] for q in result.quarantine)
+                self.console.print(f"  [yellow]quarantined {len(result.quarantine)} of {result.stats['records']} records of "
+                                   f"{name!r}[/]: " + ", ".join(f"{k} x{v}" for k, v in counts.most_common()))
+        ds = datasets.Dataset.from_parquet(str(entry / "rows.parquet"))
+        self._sources[name] = ds
+        return ds
+
+    def source_stats(self, name: str) -> dict:
+        entry = self.cache.path("source", self.plan.get("source", name).key)
+        stats = json.loads((entry / "stats.json").read_text())
+        quarantine = [json.loads(line) for line in (entry / "quarantine.jsonl").read_text().splitlines() if line.strip()]
+        return {**stats, "quarantine": quarantine}
+
+    def rows_path(self, name: str) -> Path:
+        return (self.cache.path("source", self.plan.get("source", name).key) / "rows.parquet").resolve()
+
+    # ------------------------------------------------------------------ the phase
+    def run(self, resolved_text: str) -> dict[str, datasets.Dataset]:
+        """Curate every mixture, then write the run directory's curated files as one committed unit.
+
+        Everything that can fail slowly (sources, mixtures, steps) runs in the cache first; the run
+        directory is touched only afterwards, so a failure there leaves the previous run committed."""
+        started = time.time()
+        self.curation_id = run_commit.new_curation_id()
+        stamp = {"recipe_hash": self.recipe_hash, "curation_id": self.curation_id}
+        tables: list[pa.Table] = []
+        record: dict[str, Any] = {"recipe_hash": self.recipe_hash, "curation_id": self.curation_id,
+                                  "sources": {}, "mixtures": {}}
+        for name in self.recipe.sources:
+            node = self.plan.get("source", name)
+            if node.cached:
+                say(self.console, node, "[green]cached[/]")
+            try:
+                self.source(name)
+            except NoValidRows as exc:
+                self._commit_failed(exc, tables, record, stamp, resolved_text)
+                raise
+            stats = self.source_stats(name)
+            record["sources"][name] = {**{k: v for k, v in stats.items() if k != "quarantine"},
+                                       "fingerprint": node.describe["content"],
+                                       "quarantine_reasons": dict(Counter(q["reason"] for q in stats["quarantine"])),
+                                       # where the canonical rows live, so the card and `recipe audit` can show them
+                                       "rows_path": str(self.rows_path(name))}
+            if stats["quarantine"]:
+                tables.append(ledger_mod.quarantine_table(name, stats["quarantine"]))
+        out: dict[str, datasets.Dataset] = {}
+        for mix_name in self.recipe.mixtures:
+            rows, mix_tables, funnel, table = self._curate_mixture(mix_name)
+            tables += mix_tables
+            out[mix_name] = rows
+            record["mixtures"][mix_name] = {"outcome_by_source": table, "funnel": funnel,
+                                            "rows": len(rows), "dataset_key": self.dataset_key(mix_name)}
+        # the run directory, as a unit: uncommitted while its files change, committed last
+        run_commit.uncommit(self.out)
+        atomic_write_text(self.out / "resolved.yaml", resolved_text)
+        files = []
+        for mix_name, rows in out.items():
+            rel = f"datasets/{mix_name}.parquet"
+            write_rows(rows, self.out / rel, stamp)
+            files.append(rel)
+        ledger_mod.write(tables, self.out / "ledger.parquet", stamp)
+        atomic_write_text(self.out / "curation.json", json.dumps(record, indent=1, default=str))
+        run_commit.commit(self.out, self.recipe_hash, self.curation_id, files + ["ledger.parquet", "curation.json"])
+        self.seconds = time.time() - started
+        return out
+
+    def _commit_failed(self, exc: NoValidRows, tables: list, record: dict, stamp: dict, resolved_text: str) -> None:
+        """A source with no valid row: its quarantine reaches the ledger (``recipe audit --reason``)."""
+        run_commit.uncommit(self.out)
+        atomic_write_text(self.out / "resolved.yaml", resolved_text)
+        tables.append(ledger_mod.quarantine_table(exc.source, exc.quarantine))
+        record["status"] = "failed"
+        record["error"] = str(exc)
+        ledger_mod.write(tables, self.out / "ledger.parquet", stamp)
+        atomic_write_text(self.out / "curation.json", json.dumps(record, indent=1, default=str))
+        run_commit.commit(self.out, self.recipe_hash, self.curation_id, ["ledger.parquet", "curation.json"],
+                          status="failed", error=str(exc)[:500])
+
+    def append_ledger_records(self, paths: list[Path]) -> None:
+        """Join records written by stages (DPO pairs) to the ledger, replacing earlier stage records,
+        and re-commit the run."""
+        import pyarrow.compute as pc
+
+        if not paths:
+            return
+        commit = run_commit.read(self.out) or {}
+        stamp = {"recipe_hash": commit.get("recipe_hash", self.recipe_hash),
+                 "curation_id": commit.get("curation_id", self.curation_id)}
+        path = self.out / "ledger.parquet"
+        table = pq.read_table(path) if path.exists() else None
+        if table is not None:
+            table = table.filter(pc.invert(pc.starts_with(table.column("dataset"), "stage:")))
+        ledger_mod.write(([table] if table is not None else []) + [pq.read_table(p) for p in paths], path, stamp)
+        if commit:
+            run_commit.commit(self.out, stamp["recipe_hash"], stamp["curation_id"], list(commit.get("files", {})))
+
+    # ------------------------------------------------------------------ mixtures and steps
+    def dataset_key(self, mix_name: str) -> str:
+        steps = [n for n in self.plan.of_kind("step") if n.extra["mixture"] == mix_name]
+        return steps[-1].key if steps else self.plan.get("mixture", mix_name).key
+
+    def _curate_mixture(self, mix_name: str):
+        node = self.plan.get("mixture", mix_name)
+        entry = self.cache.path("mixture", node.key)
+        if self.cache.has("mixture", node.key):
+            say(self.console, node, "[green]cached[/]")
+        else:
+            say(self.console, node, "mixing")
+            entries = self.recipe.mixtures[mix_name]
+            result = mix(mix_name, entries, {s: self.source(s) for s in entries}, self.recipe.seed)
+            for t in result.table:
+                if t["mode"] == "count" and t["share"] == 1:
+                    self.console.print(f"  [yellow]mixtures.{mix_name}.{t['source']} = 1 means ONE row; write 1.0 for all rows[/]")
+            parts = []
+            for src, info in result.ledger.items():
+                copies = info["copies"]
+                parts.append(ledger_mod.records_table(
+                    mix_name, "mixture", 0, info["ids"], [src] * len(copies), [c > 0 for c in copies],
+                    reason=[None if c else "not_sampled" for c in copies],
+                    detail=[f"copies={c}" if c > 1 else None for c in copies]))
+            with self.cache.write("mixture", node.key, node.describe) as tmp:
+                result.rows.to_parquet(str(tmp / "rows.parquet"))
+                pq.write_table(pa.concat_tables(parts), tmp / "decisions.parquet")
+                (tmp / "table.json").write_text(json.dumps(result.table))
+        rows = datasets.Dataset.from_parquet(str(entry / "rows.parquet"))
+        tables = [pq.read_table(entry / "decisions.parquet")]
+        table = json.loads((entry / "table.json").read_text())
+        self._print_outcome(mix_name, table)
+        funnel = [{"step": "mixture", "rows_in": sum(t["available"] for t in table), "rows_out": len(rows), "dropped": {}}]
+        for step_node in [n for n in self.plan.of_kind("step") if n.extra["mixture"] == mix_name]:
+            rows_in = len(rows)
+            rows, decisions, extras = self._run_step(step_node, rows)
+            tables.append(decisions)
+            codes = Counter(c for c in decisions.column("reason_code").to_pylist() if c)
+            funnel.append({"step": step_node.name.split(":", 1)[1], "index": step_node.extra["index"],
+                           "params": step_node.describe["params"], "rows_in": rows_in, "rows_out": len(rows),
+                           "dropped": dict(codes), "extras": extras})
+            self.console.print(f"  {rows_in} -> {len(rows)} rows" + (f"  dropped: {dict(codes)}" if codes else ""))
+        return rows, tables, funnel, table
+
+    def _run_step(self, node, rows: datasets.Dataset):
+        entry = self.cache.path("step", node.key)
+        if self.cache.has("step", node.key):
+            say(self.console, node, "[green]cached[/]")
+        else:
+            say(self.console, node, "running")
+            step_cls = STEPS.get(node.extra["step"])
+            params = step_cls.Params.model_validate(node.describe["params"])
+            with self.cache.write("step", node.key, node.describe) as tmp, progress(self.console) as prog:
+                def on_progress(desc: str, total: int):
+                    task = prog.add_task(desc, total=total)
+                    return lambda k=1: prog.advance(task, k)
+
+                ctx = StepContext(seed=self.recipe.seed, workdir=tmp / "work", tokenizer_loader=self.tokenizer_loader,
+                                  source_loader=self.source, progress=on_progress, cache_root=self.cache.root)
+                (tmp / "work").mkdir()
+                decisions = step_cls(params, ctx).decide(rows)
+                if len(decisions.keep) != len(rows):
+                    raise StepError(f"step {node.name} returned {len(decisions.keep)} decisions for {len(rows)} rows")
+                table = ledger_mod.records_table(node.extra["mixture"], f"{node.extra['index']}:{node.extra['step']}",
+                                                 node.extra["index"] + 1, rows["id"], rows["source"], decisions.keep,
+                                                 decisions.score, decisions.reason)
+                pq.write_table(table, tmp / "decisions.parquet")
+                kept = rows.select([i for i, k in enumerate(decisions.keep) if k])
+                kept.to_parquet(str(tmp / "rows.parquet"))
+                (tmp / "extras.json").write_text(json.dumps(decisions.extras, default=str))
+        rows = datasets.Dataset.from_parquet(str(entry / "rows.parquet"))
+        return rows, pq.read_table(entry / "decisions.parquet"), json.loads((entry / "extras.json").read_text())
+
+    def _print_outcome(self, mix_name: str, table: list[dict]) -> None:
+        t = Table(title=f"mixture {mix_name}: outcome by source", show_lines=False)
+        for col in ("source", "share", "available", "target", "observed", "target %", "observed %", "tokens"):
+            t.add_column(col, justify="right" if col != "source" else "left")
+        for r in table:
+            share = {"fraction": f"{r['share']:g} of rows", "upsample": f"x{r['share']:g}", "count": f"{int(r['share'])} rows"}[r["mode"]]
+            t.add_row(r["source"], share, str(r["available"]), str(r["target_rows"]), str(r["observed_rows"]),
+                      f"{100 * r['target_ratio']:.1f}", f"{100 * r['observed_ratio']:.1f}", str(r["observed_tokens"]))
+        self.console.print(t)
+
+
+def write_rows(rows: datasets.Dataset, path: Path, stamp: dict | None = None) -> Path:
+    """A stage dataset as Parquet, atomically, with the curation stamp in its schema metadata."""
+    table = rows.with_format("arrow")[:] if len(rows) else rows.data.table.slice(0, 0)
+    if stamp:
+        table = run_commit.stamp(table, stamp["recipe_hash"], stamp["curation_id"])
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return path

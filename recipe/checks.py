@@ -1,0 +1,141 @@
+"""Checks beyond the schema, still before anything runs: plug-in options (generators, steps) by their
+own ``Params`` models, plug-in objects of the right shape (a step is a ``Step`` class, not a
+function), the sources a step reads, and the row kinds each stage and eval will see (read off the
+sources' declared kinds, so ``recipe validate`` refuses an sft stage fed text rows before curation).
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from curation.generators import GENERATORS
+from curation.registry import UnknownName
+from curation.steps import STEPS
+from curation.steps.base import Step
+from recipe.problems import Problem, suggest
+from recipe.schema import FileSource, Recipe
+
+
+def check_plugins(recipe: Recipe, data: dict) -> tuple[Recipe, list[Problem]]:
+    """Validate generator and step options with their own Params models (normalised in place)."""
+    problems: list[Problem] = []
+    for name, spec in recipe.sources.items():
+        if isinstance(spec, FileSource):
+            continue
+        try:
+            gen = GENERATORS.get(spec.generate)
+        except UnknownName as exc:
+            problems.append(Problem(("sources", name, "generate"), f"unknown generator; known: {', '.join(exc.known)}", spec.generate, exc.suggestion))
+            continue
+        if not callable(gen) or isinstance(gen, type) or not hasattr(gen, "Params"):
+            problems.append(Problem(("sources", name, "generate"), "is not a generator: a function "
+                                    "(params, *, source, split, seed) -> rows with a `Params` model attribute", spec.generate))
+            continue
+        options = {k: v for k, v in (spec.model_extra or {}).items()}
+        try:
+            gen.Params.model_validate(options, strict=True)
+        except ValidationError as exc:
+            problems += _params_problems(exc, ("sources", name), gen.Params)
+    for mix, steps in recipe.selection.items():
+        for i, item in enumerate(steps):
+            if len(item) != 1:
+                problems.append(Problem(("selection", mix, i), "each selection item is one `step_name: {options}` mapping", item))
+                continue
+            (step_name, options), = item.items()
+            try:
+                step_cls = STEPS.get(step_name)
+            except UnknownName as exc:
+                msg = "unknown step" + (f" ({exc.why})" if exc.why else f"; known: {', '.join(exc.known)}; or 'pkg.module:Class'")
+                problems.append(Problem(("selection", mix, i, step_name), msg, None, exc.suggestion))
+                continue
+            if not (isinstance(step_cls, type) and issubclass(step_cls, Step)):
+                what = "a function" if callable(step_cls) else type(step_cls).__name__
+                problems.append(Problem(("selection", mix, i, step_name), f"is {what}, not a step: a step is a class "
+                                        "deriving from curation.steps.base.Step (name, version, Params, decide)", None))
+                continue
+            try:
+                params = step_cls.Params.model_validate(options or {}, strict=True)
+            except ValidationError as exc:
+                problems += _params_problems(exc, ("selection", mix, i, step_name), step_cls.Params)
+                continue
+            problems += _unknown_reads(recipe, step_cls, params, options or {}, ("selection", mix, i, step_name))
+    return recipe, problems
+
+
+def _unknown_reads(recipe: Recipe, step_cls, params, options: dict, prefix: tuple) -> list[Problem]:
+    """Every source a step reads (``reads_sources``) must be declared; the problem points at the
+    option that names it when it can be found (``selection.sft[0].quality_classifier.positive[1]``)."""
+
+    def where(node, path):
+        if isinstance(node, str):
+            return path if node == name else None
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for k, v in items:
+            found = where(v, path + (k,))
+            if found:
+                return found
+        return None
+
+    out = []
+    for name in step_cls.reads_sources(params):
+        if name not in recipe.sources:
+            out.append(Problem(where(options, prefix) or prefix, f"names no source; sources are {sorted(recipe.sources)}",
+                               name, suggest(name, recipe.sources)))
+    return out
+
+
+def _params_problems(exc: ValidationError, prefix: tuple, params_model) -> list[Problem]:
+    out = []
+    known = list(params_model.model_fields)
+    for err in exc.errors():
+        path = prefix + tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            out.append(Problem(path, "unknown option", suggestion=suggest(err["loc"][-1], known)))
+        elif err["type"] == "missing":
+            out.append(Problem(path, "required option is missing"))
+        else:
+            out.append(Problem(path, err["msg"].removeprefix("Value error, "), err.get("input")))
+    return out
+
+
+def declared_kind(recipe: Recipe, source: str) -> str | None:
+    """The row kind a source will yield, known before loading it (None: a user format decides)."""
+    from curation.formats import DEFAULT_KIND
+
+    spec = recipe.sources[source]
+    if isinstance(spec, FileSource):
+        return spec.kind or DEFAULT_KIND.get(spec.format or "")
+    gen = GENERATORS.get(spec.generate)
+    row_kind = getattr(gen, "row_kind", None)
+    return row_kind(gen.Params.model_validate(spec.model_extra or {})) if row_kind else None
+
+
+def check_row_kinds(recipe: Recipe) -> list[Problem]:
+    """Each stage's mixture and validation set, and each eval's source, hold rows of a kind they can
+    use (by the sources' declared kinds; the curated rows are checked again before training)."""
+    problems: list[Problem] = []
+    for i, stage in enumerate(recipe.stages):
+        allowed = stage.accepted_row_kinds()
+        for key, mix in (("data", stage.data),):
+            for src in recipe.mixtures.get(mix, {}):
+                kind = declared_kind(recipe, src)
+                if kind is not None and kind not in allowed:
+                    problems.append(Problem(("stages", i, key), f"mixture {mix!r} holds {kind} rows (source {src!r}); "
+                                            f"a {stage.kind} stage trains on {', '.join(sorted(allowed))} rows"
+                                            f"{stage.row_kinds_hint({kind})}", mix))
+        if stage.validation is not None:
+            v = stage.validation.data
+            names = list(recipe.mixtures[v]) if v in recipe.mixtures else [v]
+            for src in names:
+                kind = declared_kind(recipe, src)
+                if kind is not None and kind not in allowed:
+                    problems.append(Problem(("stages", i, "validation", "data"), f"{v!r} holds {kind} rows (source "
+                                            f"{src!r}); a {stage.kind} stage's validation loss needs "
+                                            f"{', '.join(sorted(allowed))} rows", v))
+    for ev, spec in recipe.eval.items():
+        kind = declared_kind(recipe, spec.source)
+        if kind is not None and kind != "verifiable":
+            problems.append(Problem(("eval", ev, "source"), f"source {spec.source!r} holds {kind} rows; accuracy "
+                                    "scores generations with each row's verifier, so it needs verifiable rows "
+                                    "(prompt, ground_truth, verifier)", spec.source))
+    return problems

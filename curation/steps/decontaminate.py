@@ -14,8 +14,8 @@ and the score is containment of E in R (not Jaccard), an eval question pasted in
 instruction with extra framing ("Question: ... Answer step by step.") is still caught.
 ``mode: exact`` instead drops rows whose whole normalised text equals an eval item's.
 
-**Numbers** (``normalize_numbers``, default on, ``mode: ngram``): every number (a digit run with its
-``.``/``,`` groups: "1,234.5") becomes the one token ``0`` on both sides before n-gramming. A math
+**Numbers** (``normalize_numbers``, default on, ``mode: ngram``): every run of digits becomes the
+token ``0`` on both sides before n-gramming ("1,234.5" -> ``0 0 0``). A math
 benchmark often leaks with its numbers changed; each changed number breaks every n-gram that spans
 it, and with exact numbers only about a third of such GSM8K leaks reach the 0.5 overlap at 8-grams
 (benchmarks/decontam_gsm8k.py, ``numbers`` kind). An eval item with fewer than ``ngram`` words
@@ -74,11 +74,12 @@ class DecontaminateParams(BaseModel):
     examples: int = Field(5, ge=0)
 
 
-_NUMBER = r"\d+(?:[.,]\d+)*"
+_NUMBER = r"\d+"
 
 
 def numbers_out(texts: list[str]) -> list[str]:
-    """Each number (digits with their ``.``/``,`` groups) -> ``0``, so a changed number still matches."""
+    """Each run of digits -> ``0``, so a changed number still matches ("1,234.5" -> "0,0.0": its
+    groups stay separate tokens, as they are when punctuation is respaced, "1 ,234")."""
     import pyarrow as pa
     import pyarrow.compute as pc
 

@@ -114,3 +114,14 @@ def test_real_gsm8k_leaks_in_alpaca():
     ctx = StepContext(source_loader=lambda name: ev)
     d = Decontaminate(DecontaminateParams(against=["gsm8k_test"]), ctx).decide(rows_to_dataset(train))
     assert (~d.keep[: len(alp)]).sum() == 0 and (~d.keep[len(alp):]).all()
+
+
+def test_changed_numbers_still_match_but_templates_do_not():
+    changed = Q1.replace("16", "23").replace("three", "3")  # every number of the question changed
+    train = [_chat(changed), _chat("What is 7+9?")]  # the second shares only the short item's template
+    d, _ = _decide(train)
+    assert not d.keep[0] and d.keep[1]
+    assert d.reason[0].startswith("ngram_overlap:bench:")
+    off, _ = _decide(train, normalize_numbers=False)
+    assert off.score[0] < d.score[0]  # each changed number broke every n-gram spanning it
+    assert d.extras["normalize_numbers"] is True

@@ -38,6 +38,11 @@ def test_sft_dpo_rlvr_chain(cli, write_recipe, tmp_path):
     assert len(stage_records) == len(pairs) and {r["step"] for r in stage_records} == {"pairs"}
     dpo_log = json.loads((dpo_dir / "final" / "train_log.json").read_text())
     assert any("loss" in r for r in dpo_log)
+    # ... built once by the stage loop, before the job: the job trains on the prepared pairs file
+    job = json.loads((dpo_dir / "job.json").read_text())
+    assert job["datasets"]["train"] == str((dpo_dir / "data" / "train.parquet").resolve())
+    assert pq.read_table(job["datasets"]["train"]).num_rows == len(pairs)
+    assert job["models"]["ref"].endswith("cache/model/" + json.loads((out / "manifest.json").read_text())["base_model"].split("/")[-1])
     # RLVR: per-verifier reward mean and pass rate in the trainer log and in rewards.json
     rl_dir = out / "stages" / "2-rlvr"
     rewards = json.loads((rl_dir / "rewards.json").read_text())

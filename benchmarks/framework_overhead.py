@@ -90,8 +90,8 @@ def main():
     qs = ROOT / "recipes" / "quickstart.yaml"
     steps = [f"stages.0.max_steps={a.steps}"]
     t_first, _ = timed([BIN / "recipe", "train", qs, "--out", qs_out, *steps])
-    accuracy = {model: res["accuracy"] for model, res in
-                json.loads((qs_out / "eval" / "results.json").read_text())["arith_test"].items()}
+    accuracy = {model: res["metrics"]["accuracy"]["values"]["accuracy"] for model, res in
+                json.loads((qs_out / "eval" / "results.json").read_text())["evals"]["arith_test"]["models"].items()}
     t_unchanged, out_unchanged = timed([BIN / "recipe", "train", qs, "--out", qs_out, *steps])
     t_lr, out_lr = timed([BIN / "recipe", "train", qs, "--out", qs_out, *steps, "stages.0.lr=2e-3"])
     curation_reran = any(w in out_lr for w in (" running", " loading", " mixing"))

@@ -41,8 +41,9 @@ def run_seed(seed: int, stages: list[str] | None, workdir: Path) -> dict:
     runner.train()
     results = runner.evaluate()
     seconds = time.time() - started
-    acc = {model: res["accuracy"] for model, res in results["arith_test"].items()}
-    return {"seed": seed, "accuracy": acc, "n": results["arith_test"]["base"]["n"], "seconds": round(seconds, 1),
+    acc = {model: res["metrics"]["accuracy"]["values"]["accuracy"]
+           for model, res in results["evals"]["arith_test"]["models"].items()}
+    return {"seed": seed, "accuracy": acc, "n": results["evals"]["arith_test"]["models"]["base"]["metrics"]["accuracy"]["n"], "seconds": round(seconds, 1),
             "timings": {k: round(v, 1) for k, v in runner.timings.items()}}
 
 

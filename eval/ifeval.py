@@ -235,3 +235,33 @@ def ifeval_score(completion: str, ground_truth: str) -> float:
         return float(bool(CHECKS[name](completion, **kwargs)))
     except TypeError as exc:
         raise IFEvalError(f"ifeval check {name!r} got wrong arguments {sorted(kwargs)}: {exc}") from None
+
+
+def parse_constraints(ground_truth: str) -> list[tuple[str, dict[str, Any]]]:
+    """One constraint (an object) or several (a JSON list of objects: IFEval prompts carry 1-3)."""
+    try:
+        spec = json.loads(ground_truth)
+    except (TypeError, ValueError):
+        raise IFEvalError(f"an ifeval ground truth is JSON {{func_name, kwargs}}; got {str(ground_truth)[:80]!r}") from None
+    items = spec if isinstance(spec, list) else [spec]
+    return [parse_constraint(json.dumps(item)) for item in items]
+
+
+def loose_variants(response: str) -> list[str]:
+    """IFEval's loose reading (Zhou et al. 2023, section 3): the response, without its first line,
+    without its last line, without both, and each of those with ``*`` removed (markdown emphasis)."""
+    lines = response.split("\n")
+    bases = [response, "\n".join(lines[1:]).strip(), "\n".join(lines[:-1]).strip(), "\n".join(lines[1:-1]).strip()]
+    out = []
+    for b in bases + [b.replace("*", "") for b in bases]:
+        if b not in out:
+            out.append(b)
+    return out
+
+
+def follows(response: str, name: str, kwargs: dict[str, Any], loose: bool = False) -> bool:
+    variants = loose_variants(response) if loose else [response]
+    try:
+        return any(v.strip() and bool(CHECKS[name](v, **kwargs)) for v in variants)
+    except TypeError as exc:
+        raise IFEvalError(f"ifeval check {name!r} got wrong arguments {sorted(kwargs)}: {exc}") from None

@@ -81,3 +81,20 @@ def check_verifier_name(name: str, context: str = "") -> None:
         raise ValueError(f"{context}{exc}") from None
     if not callable(fn) or isinstance(fn, type):
         raise ValueError(f"{context}verifier {name!r} is not a function (completion, ground_truth) -> score")
+
+
+def extract_answer(verifier: str, completion: str) -> str | None:
+    """The answer a verifier reads from a completion (for the eval ledger and majority voting):
+    the last number for ``math``/``gsm8k``, the normalised final answer for ``boxed``, the stripped
+    text for ``exact``; None where a verifier checks the whole text (``ifeval``, user verifiers)."""
+    if verifier in ("math", "gsm8k"):
+        answer = last_number(completion)
+        return None if answer is None else answer.lstrip("+").lower()
+    if verifier == "boxed":
+        from eval.math_answer import candidates, normalize
+
+        found = candidates(completion)
+        return normalize(found[0]) if found else None
+    if verifier == "exact":
+        return completion.strip()
+    return None

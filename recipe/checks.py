@@ -53,6 +53,9 @@ def check_plugins(recipe: Recipe, data: dict) -> tuple[Recipe, list[Problem]]:
                 problems.append(Problem(("selection", mix, i, step_name), f"is {what}, not a step: a step is a class "
                                         "deriving from curation.steps.base.Step (name, version, Params, decide)", None))
                 continue
+            if options and getattr(step_cls, "eval_targets", ()):
+                options = _eval_targets(recipe, step_cls, options)
+                item[step_name] = options
             try:
                 params = step_cls.Params.model_validate(options or {}, strict=True)
             except ValidationError as exc:
@@ -98,6 +101,20 @@ def _params_problems(exc: ValidationError, prefix: tuple, params_model) -> list[
     return out
 
 
+def _eval_targets(recipe: Recipe, step_cls, options: dict) -> dict:
+    """Declared evals are targets by name: in a step's ``eval_targets`` options (decontaminate's
+    ``against``) an eval's name stands for its source, and ``all_evals`` for every declared eval's."""
+    options = dict(options)
+    for key in step_cls.eval_targets:
+        value = options.get(key)
+        if value == "all_evals":
+            options[key] = sorted({spec.source for spec in recipe.eval.values() if spec.source})
+        elif isinstance(value, list):
+            options[key] = [recipe.eval[v].source if v in recipe.eval and v not in recipe.sources and recipe.eval[v].source
+                            else v for v in value]
+    return options
+
+
 def declared_kind(recipe: Recipe, source: str) -> str | None:
     """The row kind a source will yield, known before loading it (None: a user format decides)."""
     from curation.formats import DEFAULT_KIND
@@ -132,10 +149,41 @@ def check_row_kinds(recipe: Recipe) -> list[Problem]:
                     problems.append(Problem(("stages", i, "validation", "data"), f"{v!r} holds {kind} rows (source "
                                             f"{src!r}); a {stage.kind} stage's validation loss needs "
                                             f"{', '.join(sorted(allowed))} rows", v))
+    return problems
+
+
+def check_evals(recipe: Recipe) -> list[Problem]:
+    """Each eval's metrics: registered, options valid (their own ``Params``), fit for the source's
+    row kind, and naming only models the recipe has."""
+    from eval.metrics import METRICS
+
+    problems: list[Problem] = []
+    models = ["base", *recipe.stage_names()]
     for ev, spec in recipe.eval.items():
-        kind = declared_kind(recipe, spec.source)
-        if kind is not None and kind != "verifiable":
-            problems.append(Problem(("eval", ev, "source"), f"source {spec.source!r} holds {kind} rows; accuracy "
-                                    "scores generations with each row's verifier, so it needs verifiable rows "
-                                    "(prompt, ground_truth, verifier)", spec.source))
+        kind = declared_kind(recipe, spec.source) if spec.source else None
+        for i, (name, options) in enumerate(spec.metric_entries()):
+            where = ("eval", ev, "metrics", i)
+            try:
+                metric = METRICS.get(name)
+            except UnknownName as exc:
+                problems.append(Problem(where, f"unknown metric; known: {', '.join(exc.known)}", name, exc.suggestion))
+                continue
+            try:
+                params = metric.Params.model_validate(options, strict=True)
+            except ValidationError as exc:
+                problems += _params_problems(exc, where + (name,), metric.Params)
+                continue
+            if hasattr(metric, "validate"):
+                try:
+                    metric.validate(params)
+                except ValueError as exc:
+                    problems.append(Problem(where + (name,), str(exc)))
+                    continue
+            if kind is not None and kind not in metric.row_kinds:
+                problems.append(Problem(("eval", ev, "source"), f"source {spec.source!r} holds {kind} rows; metric "
+                                        f"{name!r} scores {', '.join(sorted(metric.row_kinds))} rows", spec.source))
+            for ref in getattr(metric, "model_refs", lambda p: [])(params):
+                if ref not in models:
+                    problems.append(Problem(where + (name, "ref"), f"names no model; give base or a stage: {models}", ref,
+                                            suggest(ref, models)))
     return problems

@@ -49,8 +49,10 @@ def _user_errors():
     from training.models import ModelLoadError
     from training.stage_data import StageDataError
     from training.stage_loop import StageLoopError
+    from eval.runner import EvalError
+    from eval.metrics.base import MetricError
 
-    return (SourceError, MixtureError, StepError, RunError, LedgerError, UnknownName, ModelLoadError, StageDataError, RunFilesError,
+    return (EvalError, MetricError, SourceError, MixtureError, StepError, RunError, LedgerError, UnknownName, ModelLoadError, StageDataError, RunFilesError,
             EmbeddingModelError, WriteError, RunLocked, StageLoopError, LaunchError, LossReductionError)
 
 
@@ -175,11 +177,60 @@ def train(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optiona
 
 @app.command("eval")
 def eval_(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optional[Path] = OutOpt,
-          cache_dir: Optional[Path] = CacheOpt):
-    """Evaluate the base model and every finished stage."""
+          cache_dir: Optional[Path] = CacheOpt,
+          stage: Optional[str] = typer.Option(None, "--stage", help="only this model: base or a stage name"),
+          model: Optional[str] = typer.Option(None, "--model", help="evaluate this model folder (or Hub id) instead"),
+          suite: Optional[str] = typer.Option(None, "--suite", help="only the evals of this suite (dev, unseen, ...)")):
+    """Evaluate the base model and every finished stage (cached per eval and model)."""
+    if stage is not None and model is not None:
+        _fail(ValueError("give --stage or --model, not both"))
     runner = _runner(recipe, overrides, out, cache_dir)
     with _locked(runner):
-        _guard(lambda: runner.evaluate(only_available=True))
+        _guard(lambda: runner.evaluate(only_available=True, stage=stage, suite=suite, model=model))
+
+
+@app.command()
+def sweep(recipe: Path = typer.Argument(..., help="a recipe, or a sweep file (variants: ...) next to its recipe"),
+          seeds: Optional[str] = typer.Option(None, "--seeds", help="comma-separated seeds (default 0, or the sweep file's)"),
+          vary: Optional[List[str]] = typer.Option(None, "--vary", help="KEY=V1,V2: one variant per value (repeatable: the product)"),
+          baseline: Optional[str] = typer.Option(None, "--baseline", help="the variant the others are compared with"),
+          name: Optional[str] = typer.Option(None, "--name", help="the sweep's name (default: the file's)"),
+          out: Optional[Path] = typer.Option(None, "--out", help="sweep directory (default sweeps/<name>/)")):
+    """Run a recipe over variants x seeds, sharing every cached node, and compare each variant with a
+    baseline: summary.json (mean, std, per seed), metrics.json, summary.md, summary.png."""
+    import yaml as _yaml
+
+    from recipe import sweep as sweep_mod
+    from recipe.load import RecipeError
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    except ValueError:
+        _fail(ValueError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1,2"))
+    try:
+        doc = _yaml.safe_load(recipe.read_text()) if recipe.is_file() else None
+        if isinstance(doc, dict) and "variants" in doc:
+            if vary:
+                _fail(ValueError("a sweep file declares its variants; give --vary with a recipe instead"))
+            spec = sweep_mod.from_file(recipe, seed_list, name)
+            if baseline:
+                spec.baseline = baseline
+        else:
+            spec = sweep_mod.from_vary(recipe, list(vary or []), seed_list or [0], baseline, name)
+        command = "recipe sweep " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else [str(recipe)])
+        summary = _guard(lambda: sweep_mod.run(spec, out or Path("sweeps") / spec.name, command, console))
+    except RecipeError as exc:
+        err_console.print(f"[bold red]recipe error[/] ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}):")
+        err_console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    t = Table(title=f"sweep {spec.name}: {summary['metric']} (baseline {summary['baseline']})")
+    for col in ("variant", "mean", "std", "per seed"):
+        t.add_column(col)
+    for vname, v in summary["variants"].items():
+        t.add_row(vname, "-" if v["mean"] is None else f"{v['mean']:.4g}", "-" if v["std"] is None else f"{v['std']:.3g}",
+                  ", ".join("-" if x is None else f"{x:.4g}" for x in v["per_seed"]))
+    console.print(t)
+    console.print(f"[green]sweep[/] -> {out or Path('sweeps') / spec.name}/summary.json")
 
 
 def _write_card(out: Path, card_dir: Optional[Path] = None) -> None:

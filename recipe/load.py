@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from curation.generators import load_builtin_generators
 from curation.steps import load_builtin_steps
 from recipe import yaml_io
-from recipe.checks import check_plugins, check_row_kinds
+from recipe.checks import check_evals, check_plugins, check_row_kinds
 from recipe.problems import Problem, RecipeError, format_path, format_problem, key_path, line_for, problems_from_validation  # noqa: F401
 from recipe.schema import Recipe
 
@@ -64,7 +64,8 @@ def _apply_overrides(cfg, overrides: list[str], file: str) -> dict[tuple, str]:
         value_text = text.split("=", 1)[1]
         try:
             value = OmegaConf.to_container(OmegaConf.from_dotlist([f"v={value_text}"]))["v"]
-            OmegaConf.update(cfg, key, value, merge=True)
+            # a list position is replaced (a selection step swapped for another), a mapping merged into
+            OmegaConf.update(cfg, key, value, merge=not key.split(".")[-1].isdigit())
         except (OmegaConfBaseException, ValueError, IndexError, KeyError) as exc:
             raise RecipeError(file, [Problem(path, f"override {text!r} cannot be applied: {exc}".splitlines()[0], origin=text)]) from None
         origins[path] = text
@@ -146,8 +147,20 @@ def _targets(expr: str) -> list[tuple]:
     return [tuple(int(p) if p.isdigit() else p for p in m.split(".")) for m in re.findall(r"\$\{([^}:]+)\}", expr)]
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedRecipe:
-    """Load, override, resolve and validate a recipe file. Raises :class:`RecipeError`."""
+def _keep_stages(data: dict, names: list[str], file: str) -> None:
+    """Keep only the named stages (in recipe order): a sweep variant that runs a prefix of the chain."""
+    stages = data.get("stages") or []
+    have = [s.get("name") or f"{i}-{s.get('kind')}" if isinstance(s, dict) else str(i) for i, s in enumerate(stages)]
+    unknown = [n for n in names if n not in have]
+    if unknown:
+        raise RecipeError(file, [Problem(("stages",), f"the variant keeps stages {unknown}, which the recipe does not "
+                                                      f"have; its stages are {have}")])
+    data["stages"] = [s for s, n in zip(stages, have) if n in names]
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None, keep_stages: list[str] | None = None) -> LoadedRecipe:
+    """Load, override, resolve and validate a recipe file. Raises :class:`RecipeError`.
+    ``keep_stages`` keeps only those stages (by name), as a sweep variant asks."""
     load_builtin_generators()
     load_builtin_steps()
     file = str(path)
@@ -177,11 +190,13 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", "") or ""
         raise RecipeError(file, [Problem(tuple(key.split(".")) if key else (), f"interpolation failed: {exc.msg if hasattr(exc, 'msg') else exc}")]) from None
+    if keep_stages is not None:
+        _keep_stages(data, keep_stages, file)
     recipe, problems = _validate(data, origins)
     if recipe is not None:
         recipe, problems = check_plugins(recipe, data)
         if not problems:
-            problems = check_row_kinds(recipe)
+            problems = check_row_kinds(recipe) + check_evals(recipe)
     if problems:
         for prob in problems:
             prob.line = line_for(lines, prob.path)

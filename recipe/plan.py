@@ -21,7 +21,7 @@ from recipe.load import LoadedRecipe
 from training.stage_loop import stage_dir  # noqa: F401 (re-exported)
 
 TINY_BUILDER_VERSION = "1"
-EVAL_VERSION = "1"
+EVAL_VERSION = "2"  # 2: several metrics per eval, the eval ledger
 STAGE_VERSION = "2"  # 2: the key holds the global batch, validation data and a path model's content
 
 
@@ -57,6 +57,21 @@ def stage_done(out: Path, index: int, kind: str, key: str) -> bool:
         return False
     info = json.loads(marker.read_text())
     return info.get("key") == key and info.get("status") == "done"
+
+
+def shared_stage(cache: Cache, key: str) -> Path | None:
+    """The ``final/`` of a stage with this key trained in another run directory on the same cache
+    (``recipe sweep`` variants share their common stages), when it is still that stage's output."""
+    import json
+
+    if not cache.has("stage", key):
+        return None
+    try:
+        final = Path(json.loads((cache.path("stage", key) / "link.json").read_text())["final"])
+        info = json.loads((final.parent / "stage.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return None
+    return final if info.get("key") == key and info.get("status") == "done" and final.is_dir() else None
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
@@ -153,15 +168,28 @@ def make_plan(loaded: LoadedRecipe, cache: Cache, out: Path, num_processes: int 
             v = stage.validation.data
             describe["validation_data"] = dataset_keys.get(v) or source_keys.get(v)
         key = stable_hash(describe)
-        nodes.append(Node("stage", sname, key, describe, stage_done(out, i, stage.kind, key),
-                          {"index": i, "start": start, "kind": stage.kind}))
+        done = stage_done(out, i, stage.kind, key)
+        shared = None if done else shared_stage(cache, key)
+        nodes.append(Node("stage", sname, key, describe, done or shared is not None,
+                          {"index": i, "start": start, "kind": stage.kind, "shared_final": str(shared) if shared else None}))
         model_keys[sname] = key
         prev_model = sname
 
+    from eval.metrics import METRICS
+
+    starts = {"base": None, **{n.name: n.extra["start"] for n in nodes if n.kind == "stage"}}
     for ev, spec in r.eval.items():
+        metrics = {name: METRICS.get(name) for name, _ in spec.metric_entries()}
+        refs = sorted({ref for name, opts in spec.metric_entries() for ref in
+                       getattr(metrics[name], "model_refs", lambda p: [])(metrics[name].Params.model_validate(opts))})
         for model_name, mkey in model_keys.items():
-            describe = {"eval": resolved["eval"][ev], "source": source_keys[spec.source], "model": mkey, "version": EVAL_VERSION}
+            describe = {"eval": resolved["eval"][ev], "source": source_keys.get(spec.source), "model": mkey,
+                        "version": EVAL_VERSION, "metrics": {n: m.version for n, m in metrics.items()}}
+            if spec.fewshot is not None:
+                describe["fewshot"] = source_keys[spec.fewshot.source]
+            if refs:
+                describe["refs"] = {ref: model_keys[ref] for ref in refs}
             key = stable_hash(describe)
             nodes.append(Node("eval", f"{ev}@{model_name}", key, describe, cache.has("eval", key),
-                              {"eval": ev, "model": model_name}))
+                              {"eval": ev, "model": model_name, "suite": spec.suite, "start": starts.get(model_name)}))
     return Plan(nodes)

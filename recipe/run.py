@@ -120,6 +120,9 @@ class Runner:
             return self.base_model_dir()
         names = self.recipe.stage_names()
         if model_name in names:
+            shared = self.plan.get("stage", model_name).extra.get("shared_final")
+            if shared:  # trained by another run on this cache (a sweep's shared stage)
+                return Path(shared)
             i = names.index(model_name)
             return stage_dir(self.out, i, self.recipe.stages[i].kind) / "final"
         return model_name  # a path
@@ -136,11 +139,18 @@ class Runner:
         """Curate, then run every unfinished stage in order (``training.stage_loop``)."""
         from training.stage_loop import StageLoop
 
+        from eval.runner import check_sources
+
         curated = self.curate()
         self.base_model_dir()
+        check_sources(self)  # an eval that cannot score its rows fails now, not after training
         StageLoop(self).train(curated, resume=resume, restart=restart)
 
-    def evaluate(self, only_available: bool = False) -> dict:
-        from eval.runner import evaluate
+    def evaluate(self, only_available: bool = False, stage: str | None = None, suite: str | None = None,
+                 model: str | None = None) -> dict:
+        """Every eval node (``eval.runner``); ``stage``/``suite`` select, ``model`` evaluates a path instead."""
+        from eval.runner import evaluate, evaluate_path
 
-        return evaluate(self, only_available=only_available)
+        if model is not None:
+            return evaluate_path(self, model, suite=suite)
+        return evaluate(self, only_available=only_available, stage=stage, suite=suite)

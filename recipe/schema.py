@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from training.config import LoraSpec, ScheduleSpec, StageBase, Strict, ValidationSpec  # noqa: F401 (re-exported)
 from training.kinds import STAGE_KINDS, load_builtin_kinds
 from training.launch import LaunchSpec  # noqa: F401 (re-exported)
+from eval.spec import EvalSpec, FewshotSpec  # noqa: F401 (re-exported)
 
 
 class ModelSpec(Strict):
@@ -183,15 +184,6 @@ from training.stages.rlvr import RLVRStage  # noqa: E402,F401
 from training.stages.sft import SFTStage  # noqa: E402,F401
 
 
-class EvalSpec(Strict):
-    source: str
-    metrics: list[Literal["accuracy"]] = ["accuracy"]
-    verifier: str | None = Field(None, description="override the rows' own verifier")
-    max_new_tokens: int = Field(32, ge=1)
-    batch_size: int = Field(64, ge=1)
-    limit: int | None = Field(None, gt=0)
-
-
 class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
@@ -233,8 +225,11 @@ class Recipe(Strict):
                 errors.append((("stages", i, "name"), f"{name!r} is the name of an earlier stage; stage names are unique"))
             names.append(name)
         for ev, spec in self.eval.items():
-            if spec.source not in self.sources:
+            if spec.source is not None and spec.source not in self.sources:
                 errors.append((("eval", ev, "source"), f"{spec.source!r} names no source; sources are {sorted(self.sources)}"))
+            if spec.fewshot is not None and spec.fewshot.source not in self.sources:
+                errors.append((("eval", ev, "fewshot", "source"), f"{spec.fewshot.source!r} names no source; sources "
+                               f"are {sorted(self.sources)}"))
         if errors:
             raise ReferenceErrors(errors)
         return self

@@ -12,9 +12,12 @@ For each stage the loop (in the ``recipe`` process, never inside a launched job)
 5. records the outcome in ``stage.json`` and ``manifest.json`` (rewritten at every status change, so
    a killed run leaves a manifest that says which stage was running).
 
-``run`` is the runner (duck-typed: ``recipe``, ``loaded``, ``out``, ``console``, ``plan``,
-``model_dir_of``, ``rows_of``, ``load_policy``, ``say``, ``timings``, ``launch``, ``curation_id``);
-this module never imports ``recipe``.
+A finished stage is also indexed in the cache (``stage/<key>/link.json`` -> its ``final/``), so another
+run directory on the same cache (a ``recipe sweep`` variant) whose stage has the same key reuses it.
+
+``run`` is the runner (duck-typed: ``recipe``, ``loaded``, ``out``, ``console``, ``plan``, ``cache``,
+``model_dir_of``, ``rows_of``, ``load_policy``, ``say``, ``timings``, ``launch``, ``curation_id``,
+``tokenizer``, ``append_ledger_records``); this module never imports ``recipe``.
 """
 
 from __future__ import annotations
@@ -70,10 +73,14 @@ class StageLoop:
         self.check_all(nodes, curated, resume, restart)  # a bad stage fails here, before any stage trains
         for node, entry in zip(nodes, manifest["stages"]):
             if node.cached:
-                run.say(node, "[green]done (cached)[/]")
+                shared = node.extra.get("shared_final")
+                run.say(node, f"[green]done (cached{', trained in ' + str(Path(shared).parent.parent.parent) if shared else ''})[/]")
+                if shared:
+                    entry["output"] = shared
                 continue
             self._run_one(node, entry, curated, resume, manifest)
-        self._append_stage_ledgers([stage_dir(self.out, n.extra["index"], n.extra["kind"]) for n in nodes])
+        self._append_stage_ledgers([Path(n.extra["shared_final"]).parent if n.extra.get("shared_final")
+                                    else stage_dir(self.out, n.extra["index"], n.extra["kind"]) for n in nodes])
 
     def _run_one(self, node, entry: dict, curated: dict, resume: bool, manifest: dict) -> None:
         from training.common import resume_checkpoint
@@ -107,6 +114,8 @@ class StageLoop:
         if not (sdir / "lr_schedule.png").is_file():
             _plot_logged_lr(sdir)
         self._write_manifest(manifest)
+        with run.cache.write("stage", node.key, node.describe) as tmp:  # other runs on this cache may reuse it
+            (tmp / "link.json").write_text(json.dumps({"final": str((sdir / "final").resolve())}))
 
     # ------------------------------------------------------------------ checks before training
     def check_all(self, nodes, curated: dict, resume: bool, restart: bool) -> None:

@@ -37,6 +37,16 @@ class RowHistory:
     records: list[dict]
     reached: dict[str, list[str]] = field(default_factory=dict)  # stage dataset -> ids of this row in it
     stages: list[dict] = field(default_factory=list)  # stages that trained on a dataset holding it
+    matched_items: list[dict] = field(default_factory=list)  # eval items a decontamination matched it to
+
+
+@dataclass
+class EvalItemHistory:
+    """An eval item (a row of an eval source, or an lm-eval ``task:doc_id``): its results on every model."""
+
+    item_id: str
+    source_row: dict | None
+    records: list[dict]
 
 
 def _ids(ledger: pa.Table) -> list[str]:
@@ -53,18 +63,52 @@ def suggest(run: RunFiles, row_id: str, limit: int = 5) -> tuple[list[str], int]
     return [], 0
 
 
-def history(run: RunFiles, row_id: str) -> RowHistory:
+def eval_history(run: RunFiles, item_id: str) -> EvalItemHistory | None:
+    """The eval ledger's records of one item (None when the run has none), read with a filter."""
+    import pyarrow.dataset as pads
+
+    path = run.out / "eval" / "samples.parquet"
+    if not path.is_file():
+        return None
+    table = pads.dataset(path).to_table(filter=pads.field("item_id") == item_id)
+    if table.num_rows == 0:
+        return None
+    return EvalItemHistory(item_id, run.source_rows([item_id]).get(item_id), table.to_pylist())
+
+
+def _matched_items(run: RunFiles, records: list[dict]) -> list[dict]:
+    """Eval items named by decontamination reasons (``ngram_overlap:<source>:<overlap>:<item id>``)."""
+    out = []
+    for r in records:
+        if r["reason_code"] in ("ngram_overlap", "exact_match") and r["reason"]:
+            parts = r["reason"].split(":")
+            item, source = parts[-1], parts[1] if len(parts) > 2 else None
+            row = run.source_rows([item]).get(item)
+            out.append({"item_id": item, "source": source, "text": _text(row) if row else None})
+    return out
+
+
+def _text(row: dict) -> str:
+    from curation.rows import row_text
+
+    return row_text(row)[:500]
+
+
+def history(run: RunFiles, row_id: str) -> RowHistory | EvalItemHistory:
     led = run.ledger
     ids_col = led.column("row_id")
     mask = pc.or_(pc.equal(ids_col, row_id), pc.starts_with(ids_col, row_id + "#"))
     part = led.filter(mask)
     if part.num_rows == 0:
+        found = eval_history(run, row_id)
+        if found is not None:
+            return found
         hits, total = suggest(run, row_id)
         raise UnknownRow(row_id, hits, total)
     records = sorted(part.to_pylist(), key=lambda r: (r["dataset"].startswith("source:") is False, r["dataset"], r["step_index"], r["row_id"]))
     ids = sorted({r["row_id"] for r in records})
     source_row = run.source_rows([base_id(row_id)]).get(base_id(row_id))
-    hist = RowHistory(row_id, ids, source_row, records)
+    hist = RowHistory(row_id, ids, source_row, records, matched_items=_matched_items(run, records))
     keys = {m: info.get("dataset_key") for m, info in run.curation.get("mixtures", {}).items()}
     for mix, present in run.dataset_ids.items():
         found = [i for i in ids if i in present]

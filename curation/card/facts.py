@@ -164,12 +164,15 @@ def _exact_overlap(run: RunFiles, facts: dict) -> list[dict]:
     datasets_ = {m: set(_prompts(run.dataset(m, None).to_pylist())) for m in run.mixtures}
     for ev, spec in evals.items():
         src = spec.get("source")
+        if src is None:  # an lm_eval task brings its own data
+            continue
         try:
             eval_rows = pq.read_table(paths[src]).to_pylist() if paths.get(src) else None
         except Exception:
             eval_rows = None
         if eval_rows is None:
-            out.append({"benchmark": ev, "source": src, "status": "eval rows unavailable (cache swept)"})
+            out.append({"benchmark": ev, "source": src, "dataset": None, "eval_prompts": None,
+                        "status": "eval rows unavailable (cache swept)"})
             continue
         eval_prompts = set(_prompts(eval_rows))
         for mix, prompts in datasets_.items():
@@ -215,11 +218,20 @@ def _uses(run: RunFiles, composition: dict) -> list[dict]:
 
 
 def _evaluation(run: RunFiles) -> list[dict]:
+    """One entry per eval x model x value (eval/results.json), dev and unseen suites first."""
+    res = run.eval_results or {}
     out = []
-    for ev, per_model in (run.eval_results or {}).items():
-        for model, res in per_model.items():
-            out.append({"eval": ev, "model": model, "accuracy": res.get("accuracy"), "n": res.get("n"),
-                        "by_skill": res.get("by_skill", {})})
+    rank = {s: i for i, s in enumerate(["dev", "unseen"])}
+    for ev, e in sorted((res.get("evals") or {}).items(), key=lambda kv: (rank.get(kv[1]["suite"], 9), kv[0])):
+        for model in res.get("models", []):
+            entry = e["models"].get(model)
+            if entry is None:
+                continue
+            for name, m in entry["metrics"].items():
+                for key, value in m["values"].items():
+                    out.append({"suite": e["suite"], "eval": ev, "metric": name, "value_name": key, "model": model,
+                                "value": value, "stderr": m["stderr"].get(key), "delta": (m.get("delta") or {}).get(key),
+                                "n": m.get("n"), "by_skill": (m.get("by_skill") or {}).get(key, {})})
     return out
 
 

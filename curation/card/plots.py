@@ -174,4 +174,12 @@ def write_plots(run: RunFiles, facts: dict, plot_dir: Path) -> list[dict]:
             name = f"stage_{_slug(stage['name'], key)}.png"
             if extra_plot(f"stage {stage['name']}", key, value, plot_dir / name):
                 made.append({"file": name, "title": f"stage {stage['name']}: {key}", "section": "uses", "dataset": stage["data"]})
+    import shutil
+
+    for name in (run.eval_results or {}).get("plots", []):  # eval.report drew one per value across models
+        src = run.out / "eval" / "plots" / name
+        if src.is_file():
+            shutil.copy(src, plot_dir / f"eval_{name}")
+            made.append({"file": f"eval_{name}", "title": f"evaluation: {name[:-4].replace('__', ': ')}",
+                         "section": "uses", "dataset": None})
     return [{"step": None, **m} for m in made]

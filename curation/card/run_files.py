@@ -75,7 +75,7 @@ class RunFiles:
             stale.append("manifest.json")
             manifest = None
         evals = _json(out / "eval" / "results.json", False)
-        if evals is not None and manifest is None and (out / "manifest.json").is_file():
+        if evals is not None and (evals.get("recipe_hash") not in (None, recipe_hash) or "evals" not in evals):
             stale.append("eval/results.json")
             evals = None
         return cls(out=out, curation=_json(out / "curation.json", True), manifest=manifest, eval_results=evals,

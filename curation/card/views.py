@@ -6,13 +6,29 @@ import json
 
 import pyarrow as pa
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from curation.card.audit import RowHistory
+from curation.card.audit import EvalItemHistory, RowHistory
 from curation.card.examples import display
 
 
-def print_history(console: Console, h: RowHistory) -> None:
+def print_eval_history(console: Console, h: EvalItemHistory) -> None:
+    console.print(f"[bold]eval item {h.item_id}[/]")
+    if h.source_row:
+        console.print(f"  {display(h.source_row)}", markup=False, highlight=False)
+    t = Table(title="results across models (the eval ledger)")
+    for col in ("suite", "eval", "model", "metric", "score", "loss", "answer", "output"):
+        t.add_column(col, overflow="fold")
+    for r in h.records:
+        t.add_row(r["suite"], r["eval"], r["model"], r["metric"], "-" if r["score"] is None else f"{r['score']:.3g}",
+                  "-" if r["loss"] is None else f"{r['loss']:.3g}", r["answer"] or "", (r["output"] or "")[:120])
+    console.print(t)
+
+
+def print_history(console: Console, h: RowHistory | EvalItemHistory) -> None:
+    if isinstance(h, EvalItemHistory):
+        return print_eval_history(console, h)
     console.print(f"[bold]row {h.row_id}[/]" + (f"  (copies: {', '.join(i for i in h.ids if i != h.row_id)})" if len(h.ids) > 1 else ""))
     if h.source_row:
         row = h.source_row
@@ -33,6 +49,10 @@ def print_history(console: Console, h: RowHistory) -> None:
             f"[{colour}]{r['decision']}[/]", "-" if r["score"] is None else f"{r['score']:.4g}", r["reason"] or ""]
         t.add_row(*cells, *([r["detail"] or ""] if show_detail else []))
     console.print(t)
+    for m in h.matched_items:
+        text = m["text"] if m["text"] else "(its text is not available in this run's cache)"
+        console.print(f"matched eval item [bold]{escape(m['item_id'])}[/] of {escape(str(m['source']))}: {escape(text)}",
+                      highlight=False)
     if h.reached:
         for mix, ids in h.reached.items():
             console.print(f"reached stage dataset [bold]{mix}[/] ({', '.join(ids)})")

@@ -98,6 +98,8 @@ class Step:
     version: ClassVar[str] = "1"
     Params: ClassVar[type[BaseModel]] = NoParams
     uses_tokenizer: ClassVar[bool] = False
+    # options naming eval items: the loader lets a declared eval's name (or `all_evals`) stand for sources
+    eval_targets: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: BaseModel, ctx: StepContext):
         self.params = params

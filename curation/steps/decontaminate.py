@@ -30,7 +30,7 @@ sequence (its one shingle), so short items are neither skipped nor over-matched.
 Options::
 
     - decontaminate:
-        against: [gsm8k_test]   # names of recipe sources holding the eval items (required)
+        against: [gsm8k_test]   # recipe sources or declared evals (by name), or `all_evals` (required)
         field: prompt           # training text compared: prompt | response | all
         eval_field: prompt      # eval item text: prompt | response | all
         ngram: 8                # words per n-gram (Tülu 3: 8)
@@ -157,6 +157,7 @@ class EvalIndex:
 class Decontaminate(Step):
     name = "decontaminate"
     version = "2"
+    eval_targets = ("against",)  # an eval's name stands for its source; `against: all_evals` for every eval
     Params = DecontaminateParams
     batch = 50000  # rows shingled at a time
 

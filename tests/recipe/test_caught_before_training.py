@@ -20,7 +20,7 @@ def test_eval_on_a_source_without_verifiable_rows(cli, write_recipe):
     r["sources"]["chatty"] = {"generate": "arithmetic", "n": 10, "as_chat": True, "split": "test"}
     r["eval"]["arith_test"]["source"] = "chatty"
     code, out = _validate(cli, write_recipe, r)
-    assert code == 2 and "eval.arith_test.source" in out and "needs verifiable rows" in out
+    assert code == 2 and "eval.arith_test.source" in out and "metric 'accuracy' scores verifiable rows" in out
 
 
 @pytest.mark.parametrize("share", [0, -1, 0.0, -0.5])

@@ -114,9 +114,9 @@ def test_train_eval_and_cache(cli, write_recipe, tmp_path):
     out = tmp_path / "run"
     res = cli("train", path, "--out", out)
     assert res.exit_code == 0, res.output
-    results = json.loads((out / "eval" / "results.json").read_text())
-    assert set(results["arith_test"]) == {"base", "0-sft"}
-    assert results["arith_test"]["base"]["n"] == 10
+    results = json.loads((out / "eval" / "results.json").read_text())["evals"]
+    assert set(results["arith_test"]["models"]) == {"base", "0-sft"}
+    assert results["arith_test"]["models"]["base"]["metrics"]["accuracy"]["n"] == 10
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stages"][0]["status"] == "done" and manifest["stages"][0]["rows"] > 0
     assert (out / "stages" / "0-sft" / "final" / "config.json").exists()

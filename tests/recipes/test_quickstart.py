@@ -20,6 +20,7 @@ def test_quickstart_end_to_end_short(cli, tmp_path):
     curation = json.loads((out / "curation.json").read_text())
     funnel = curation["mixtures"]["sft"]["funnel"]
     assert funnel[0]["rows_out"] == 3000 and funnel[1]["dropped"].get("duplicate_of", 0) > 0
-    results = json.loads((out / "eval" / "results.json").read_text())["arith_test"]
-    assert results["base"]["n"] == 20 and results["base"]["accuracy"] == 0.0
-    assert set(results["0-sft"]["by_skill"]) == {"add", "sub", "mul"}
+    results = json.loads((out / "eval" / "results.json").read_text())["evals"]["arith_test"]["models"]
+    base, sft = results["base"]["metrics"]["accuracy"], results["0-sft"]["metrics"]["accuracy"]
+    assert base["n"] == 20 and base["values"]["accuracy"] == 0.0
+    assert set(sft["by_skill"]["accuracy"]) == {"add", "sub", "mul"}

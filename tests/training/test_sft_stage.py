@@ -30,7 +30,7 @@ def test_lora_sft(cli, write_recipe, tmp_path, merge):
     final = out / "stages" / "0-sft" / "final"
     assert (final / "adapter_config.json").exists() != merge
     results = json.loads((out / "eval" / "results.json").read_text())
-    assert "0-sft" in results["arith_test"]  # the trained model (merged or base+adapter) loads for eval
+    assert "0-sft" in results["evals"]["arith_test"]["models"]  # the trained model (merged or base+adapter) loads for eval
 
 
 def test_packing_and_full_loss(cli, write_recipe, tmp_path):

@@ -9,7 +9,8 @@ import yaml
 
 from tests.conftest import ROOT
 
-RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
+SWEEPS = sorted((ROOT / "recipes" / "sweeps").glob("*.yaml"))
+RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if p not in SWEEPS)
 TULU = ROOT / "recipes" / "tulu3"
 
 
@@ -21,6 +22,17 @@ def test_shipped_recipe_validates(path, monkeypatch):
     monkeypatch.chdir(ROOT)  # recipes name repo-relative files (chat templates)
     loaded = load_recipe(path)
     assert loaded.recipe.name
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
+def test_shipped_sweep_validates(path, monkeypatch):
+    """Every variant x seed of a shipped sweep loads and validates (what `recipe sweep` checks first)."""
+    from recipe import sweep
+
+    monkeypatch.chdir(ROOT)
+    spec = sweep.from_file(path, None, None)
+    loaded = sweep.validate(spec)
+    assert len(loaded) == len(spec.variants) * len(spec.seeds) and spec.baseline in {v.name for v in spec.variants}
 
 
 def _resolved(name: str, monkeypatch) -> dict:

@@ -191,6 +191,7 @@ def eval_(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optiona
 
 @app.command()
 def sweep(recipe: Path = typer.Argument(..., help="a recipe, or a sweep file (variants: ...) next to its recipe"),
+          overrides: Optional[List[str]] = typer.Argument(None, help="overrides applied to every variant"),
           seeds: Optional[str] = typer.Option(None, "--seeds", help="comma-separated seeds (default 0, or the sweep file's)"),
           vary: Optional[List[str]] = typer.Option(None, "--vary", help="KEY=V1,V2: one variant per value (repeatable: the product)"),
           baseline: Optional[str] = typer.Option(None, "--baseline", help="the variant the others are compared with"),
@@ -217,6 +218,8 @@ def sweep(recipe: Path = typer.Argument(..., help="a recipe, or a sweep file (va
                 spec.baseline = baseline
         else:
             spec = sweep_mod.from_vary(recipe, list(vary or []), seed_list or [0], baseline, name)
+        for v in spec.variants:
+            v.overrides = [*(overrides or []), *v.overrides]
         command = "recipe sweep " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else [str(recipe)])
         summary = _guard(lambda: sweep_mod.run(spec, out or Path("sweeps") / spec.name, command, console))
     except RecipeError as exc:

@@ -187,3 +187,52 @@ def check_evals(recipe: Recipe) -> list[Problem]:
                     problems.append(Problem(where + (name, "ref"), f"names no model; give base or a stage: {models}", ref,
                                             suggest(ref, models)))
     return problems
+
+
+def check_hooks(recipe: Recipe) -> list[Problem]:
+    """Each stage's hooks: registered, options valid, fit for the stage's kind, packing, rows and launch."""
+    from training.hooks import HOOKS
+    from training.hooks.base import Hook
+
+    problems: list[Problem] = []
+    for i, stage in enumerate(recipe.stages):
+        kinds = {declared_kind(recipe, s) for s in recipe.mixtures.get(stage.data, {})} - {None}
+        for j, item in enumerate(stage.hooks):
+            where = ("stages", i, "hooks", j)
+            if len(item) != 1:
+                problems.append(Problem(where, "each hook is one `name: {options}` mapping", item))
+                continue
+            (name, options), = item.items()
+            try:
+                cls = HOOKS.get(name)
+            except UnknownName as exc:
+                msg = "unknown hook" + (f" ({exc.why})" if exc.why else f"; known: {', '.join(exc.known)}")
+                problems.append(Problem(where + (name,), msg, None, exc.suggestion))
+                continue
+            if not (isinstance(cls, type) and issubclass(cls, Hook)):
+                problems.append(Problem(where + (name,), "is not a hook: a hook is a class deriving from "
+                                        "training.hooks.base.Hook", None))
+                continue
+            try:
+                params = cls.Params.model_validate(options or {}, strict=True)
+            except ValidationError as exc:
+                problems += _params_problems(exc, where + (name,), cls.Params)
+                continue
+            here = where + (name,)
+            if stage.kind not in cls.stage_kinds:
+                problems.append(Problem(here, f"runs on {', '.join(sorted(cls.stage_kinds))} stages, not {stage.kind}"))
+                continue
+            if cls.needs_rows and getattr(stage, "packing", False):
+                problems.append(Problem(("stages", i, "packing"), f"packing: true packs rows into blocks, and hook {name!r} "
+                                        "needs them one by one (per-row losses or a per-row sampler): set packing: false"))
+            bad = kinds - cls.row_kinds
+            if bad:
+                problems.append(Problem(here, f"takes {', '.join(sorted(cls.row_kinds))} rows; mixture {stage.data!r} "
+                                        f"holds {', '.join(sorted(bad))} rows"))
+            if recipe.launch is not None and recipe.launch.profile not in cls.launchers:
+                problems.append(Problem(("launch", "profile"), f"hook {name!r} (stages[{i}]) runs under "
+                                        f"{', '.join(sorted(cls.launchers))}, not {recipe.launch.profile}"))
+            msg = cls.check(params, stage)
+            if msg:
+                problems.append(Problem(here, msg))
+    return problems

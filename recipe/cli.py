@@ -51,8 +51,9 @@ def _user_errors():
     from training.stage_loop import StageLoopError
     from eval.runner import EvalError
     from eval.metrics.base import MetricError
+    from training.hooks.base import HookError
 
-    return (EvalError, MetricError, SourceError, MixtureError, StepError, RunError, LedgerError, UnknownName, ModelLoadError, StageDataError, RunFilesError,
+    return (HookError, EvalError, MetricError, SourceError, MixtureError, StepError, RunError, LedgerError, UnknownName, ModelLoadError, StageDataError, RunFilesError,
             EmbeddingModelError, WriteError, RunLocked, StageLoopError, LaunchError, LossReductionError)
 
 
@@ -139,7 +140,8 @@ def plan(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optional
     for col in ("kind", "step", "hash", "status"):
         t.add_column(col)
     for n in runner.plan.nodes:
-        t.add_row(n.kind, n.name, n.key[:12], "[green]cached[/]" if n.cached else "[yellow]will run[/]")
+        cost = f" ({n.extra['cost']})" if n.extra.get("cost") else ""
+        t.add_row(n.kind, n.name, n.key[:12], ("[green]cached[/]" if n.cached else "[yellow]will run[/]") + cost)
     console.print(t)
 
 

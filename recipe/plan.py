@@ -167,7 +167,24 @@ def make_plan(loaded: LoadedRecipe, cache: Cache, out: Path, num_processes: int 
         if stage.validation is not None:
             v = stage.validation.data
             describe["validation_data"] = dataset_keys.get(v) or source_keys.get(v)
+        if stage.hooks:  # editing a hook (or its code version) re-runs this stage and what follows
+            from training.hooks import HOOKS
+
+            describe["hooks"] = [{name: HOOKS.get(name).version} for item in stage.hooks for name in item]
         key = stable_hash(describe)
+        for item in stage.hooks:  # a hook's costly cached preparation (a Skill-it graph estimate) is a node too
+            from training.hooks import HOOKS
+
+            (hname, hopts), = item.items()
+            cls = HOOKS.get(hname)
+            cost = cls.plan_cost(cls.Params.model_validate(hopts or {}), stage)
+            if cost:
+                hdescribe = {"hook": hname, "version": cls.version, "options": hopts, "data": describe["data"],
+                             "model": describe["model"], "validation": describe.get("validation_data"),
+                             "stage": {k: resolved["stages"][i][k] for k in ("lr", "batch_size", "max_length")}}
+                hkey = stable_hash(hdescribe)
+                nodes.append(Node("hook", f"{sname}:{hname}", hkey, hdescribe, cache.has("hook", hkey),
+                                  {"stage": sname, "hook": hname, "cost": cost}))
         done = stage_done(out, i, stage.kind, key)
         shared = None if done else shared_stage(cache, key)
         nodes.append(Node("stage", sname, key, describe, done or shared is not None,

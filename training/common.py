@@ -42,15 +42,19 @@ class StageContext:
     callbacks: list = field(default_factory=list)
     trainer_hooks: list = field(default_factory=list)  # fn(trainer, ctx), called once the trainer is built
     run_name: str = ""
+    hook_inputs: dict = field(default_factory=dict)  # files the stage loop prepared for the stage's hooks
 
     def install(self, trainer) -> None:
         """What every kind installs on its (unchanged) TRL trainer: the lr schedule, the loss
-        reduction (kinds that have one), then callbacks and trainer hooks."""
+        reduction (kinds that have one), the training-time data hooks (with the sampler and
+        exposure accounting), then callbacks and trainer hooks."""
         from training import loss_reduction, schedules
+        from training.hooks.install import install_hooks
 
         schedules.install(trainer, self.stage, self.stage_dir, continued=self.continued)
         reduction = getattr(self.stage, "loss_reduction", "mean")
         loss_reduction.install(trainer, reduction)
+        install_hooks(trainer, self)
         for cb in self.callbacks:
             trainer.add_callback(cb)
         for hook in self.trainer_hooks:

@@ -92,6 +92,8 @@ class StageBase(Strict):
         None, alias="from", description="'previous' (default), 'base', an earlier stage's name, or a model path"
     )
     validation: ValidationSpec | None = Field(None, description="held-out sets evaluated during training")
+    hooks: list[dict[str, dict[str, Any] | None]] = Field(
+        default_factory=list, description="training-time data methods, e.g. [{skill_it: {eta: 0.5}}] (training/hooks/)")
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, gt=0)
     lr: float = Field(2e-5, gt=0)

@@ -11,7 +11,8 @@ Job keys: ``stage`` (the resolved stage mapping), ``start_model``, ``adapter`` (
 merge, see ``training.models.load_model``), ``models`` (a kind's extra model keys resolved to
 directories, e.g. DPO's ``ref``), ``dtype``, ``revisions`` (path -> pinned revision: the base model's
 ``model.revision``), ``trust_remote_code``, ``datasets`` (``train``: a Parquet path; ``validation``:
-name -> Parquet path), ``stage_dir``, ``seed`` (the recipe's), ``resume``, ``continued``, ``run_name``.
+name -> Parquet path), ``stage_dir``, ``seed`` (the recipe's), ``resume``, ``continued``, ``run_name``,
+``hook_inputs`` (files the stage loop prepared for the stage's hooks, e.g. a Skill-it graph).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def run_job(job: dict, callbacks: list | None = None, trainer_hooks: list | None
                            stage_dir=stage_dir, seed=job["seed"], resume=job.get("resume", False),
                            continued=job.get("continued", False), models=job.get("models") or {},
                            callbacks=list(callbacks or []), trainer_hooks=list(trainer_hooks or []),
-                           run_name=job.get("run_name", ""))
+                           run_name=job.get("run_name", ""), hook_inputs=job.get("hook_inputs") or {})
         result = STAGE_KINDS.get(stage.kind).run(ctx)
     out = {"metrics": result.metrics, "model_dir": str(result.model_dir),
            "world_size": int(os.environ.get("WORLD_SIZE", "1"))}

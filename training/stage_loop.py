@@ -91,7 +91,12 @@ class StageLoop:
         sdir = stage_dir(self.out, i, kind)
         resume_here = resume and self._check_resume(sdir, node)
         if not resume_here:
-            _clear_checkpoints(sdir)  # a fresh start never trusts an older run's checkpoints
+            _clear_checkpoints(sdir)  # a fresh start never trusts an older run's checkpoints, hook logs or exposure
+            import shutil
+
+            shutil.rmtree(sdir / "hooks", ignore_errors=True)
+            for stale in ("exposure.parquet", "exposure_ledger.parquet"):
+                (sdir / stale).unlink(missing_ok=True)
         run.say(node, "resuming" if resume_here else "training")
         started = time.time()
         self._write_stage_marker(sdir, node, "running")
@@ -108,6 +113,11 @@ class StageLoop:
             self._in_process(job)
         result = json.loads((sdir / RESULT_FILE).read_text())
         metrics = result["metrics"]
+        summary_file = sdir / "hooks" / "summary.json"
+        if summary_file.is_file():  # hooks' decisions over time, exposure: the card plots these
+            summary = json.loads(summary_file.read_text())
+            entry["exposure"] = summary.pop("_exposure", None)
+            entry["extras"] = {f"{h}_{k}": v for h, vals in summary.items() for k, v in (vals or {}).items()}
         self._write_stage_marker(sdir, node, "done", metrics=metrics)
         run.timings[f"stage:{node.name}"] = time.time() - started
         entry.update(status="done", metrics=metrics, seconds=time.time() - started)
@@ -136,8 +146,25 @@ class StageLoop:
                 problem = stage.length_problem(curated[stage.data], self.run.tokenizer())
                 if problem:
                     raise StageDataError(problem)
+                from training.hooks import HOOKS
+                from training.hooks.install import hook_entries
+
+                for name, options in hook_entries(stage):
+                    cls = HOOKS.get(name)
+                    problem = cls.check_rows(cls.Params.model_validate(options), curated[stage.data],
+                                             self.validation_sets(stage), stage)
+                    if problem:
+                        raise StageDataError(problem)
             except StageDataError as exc:
                 raise StageDataError(f"{where}: {exc}") from None
+            if self.run.launch is not None:
+                from training.hooks import HOOKS
+                from training.hooks.install import hook_entries
+
+                for name, _ in hook_entries(stage):
+                    if self.run.launch.profile not in HOOKS.get(name).launchers:
+                        raise StageLoopError(f"{where}: hook {name!r} cannot run under launch profile "
+                                             f"{self.run.launch.profile!r} (it supports {sorted(HOOKS.get(name).launchers)})")
             sdir = stage_dir(self.out, i, node.extra["kind"])
             ckpt = resume_checkpoint(sdir)
             if ckpt and not resume and not restart:
@@ -187,6 +214,10 @@ class StageLoop:
                                     stage_dir=sdir, load_start_model=load_start)
             if prepared is not rows:
                 train_path = _write_rows(prepared, data_dir / "train.parquet")
+                rows = prepared
+        rows, hook_inputs = self._prepare_hooks(stage, node, rows, sdir, start_model)
+        if hook_inputs.pop("_rows_changed", False):
+            train_path = _write_rows(rows, data_dir / "train.parquet")
         validation = {name: str(_write_rows(v, data_dir / f"validation-{_safe(name)}.parquet"))
                       for name, v in self.validation_sets(stage).items()}
         models = {}
@@ -200,7 +231,31 @@ class StageLoop:
                 "revisions": {m.path: m.revision} if m.path else {}, "trust_remote_code": m.trust_remote_code,
                 "datasets": {"train": str(train_path), "validation": validation},
                 "stage_dir": str(sdir.resolve()), "seed": self.recipe.seed, "resume": resume,
-                "continued": node.extra["start"] != "base", "run_name": f"{self.recipe.name}/{node.name}"}
+                "continued": node.extra["start"] != "base", "run_name": f"{self.recipe.name}/{node.name}",
+                "hook_inputs": hook_inputs}
+
+    def _prepare_hooks(self, stage, node, rows, sdir: Path, start_model: str):
+        """Each hook's single-process preparation (a transform of the rows, inputs it needs)."""
+        from training.hooks.base import Hook, HookContext
+        from training.hooks.install import hook_entries
+
+        from training.hooks import HOOKS
+
+        inputs: dict = {}
+        for name, options in hook_entries(stage):
+            cls = HOOKS.get(name)
+            if cls.prepare.__func__ is Hook.prepare.__func__:
+                continue
+            keys = {n.extra["hook"]: n.key for n in self.run.plan.of_kind("hook") if n.extra["stage"] == node.name}
+            inputs.update(start_model=str(start_model), cache_key=keys.get(name))
+            hctx = HookContext(stage=stage, seed=stage.effective_seed(self.recipe.seed), stage_dir=sdir,
+                               validation=self.validation_sets(stage), inputs=inputs, run=self.run)
+            new = cls.prepare(cls.Params.model_validate(options), rows, hctx)
+            if new is not rows:
+                rows, inputs["_rows_changed"] = new, True
+        for k in ("start_model", "cache_key"):
+            inputs.pop(k, None)
+        return rows, inputs
 
     def _in_process(self, job: dict) -> None:
         from transformers.utils import logging as hf_logging
@@ -260,7 +315,11 @@ class StageLoop:
         """Stages that derive rows (a DPO stage's ``pairs:``) write ledger records in their stage dir;
         they join the run's ledger (replacing any earlier copies of stage records) and the run is
         re-committed with the ledger's new size."""
-        self.run.append_ledger_records([Path(d) / "ledger.parquet" for d in sdirs if (Path(d) / "ledger.parquet").is_file()])
+        paths = []
+        for d in map(Path, sdirs):
+            paths += [p for p in (d / "ledger.parquet", d / "exposure_ledger.parquet") if p.is_file()]
+            paths += sorted((d / "hooks").glob("*/ledger.parquet"))
+        self.run.append_ledger_records(paths)
 
 
 def _write_rows(rows, path: Path) -> Path:

@@ -114,6 +114,9 @@ def extra_plot(title: str, key: str, value: Any, path: Path) -> bool:
     elif isinstance(value, list) and len(value) > 1 and all(isinstance(v, dict) and v and all(_num(x) for x in v.values()) for v in value):
         names = sorted({k for v in value for k in v})
         series = {k: [v.get(k, np.nan) for v in value] for k in names}
+    if isinstance(value, dict) and isinstance(value.get("matrix"), list) and value["matrix"] \
+            and all(isinstance(r, list) and all(_num(x) for x in r) for r in value["matrix"]):
+        return heat_map(title, key, value, path)  # a skills graph: rows x columns with labels
     fig, ax = plt.subplots(figsize=(7, 3.2))
     if series:
         for name, ys in list(series.items())[:12]:
@@ -135,6 +138,50 @@ def extra_plot(title: str, key: str, value: Any, path: Path) -> bool:
     else:
         plt.close(fig)
         return False
+    _title(ax, f"{title}: {key}")
+    _save(fig, path)
+    return True
+
+
+def exposure_plot(run: RunFiles, stage: dict, path: Path) -> bool:
+    """Rows by the number of times the stage consumed them, one series per skill (or source)."""
+    import pyarrow.parquet as pq
+
+    f = Path(stage["output"]).parent / "exposure.parquet"
+    if not f.is_file():
+        return False
+    t = pq.read_table(f).to_pydict()
+    by = "skill" if any(t.get("skill") or []) else "source"
+    groups: dict[str, list[int]] = {}
+    for g, c in zip(t.get(by) or [None] * len(t["exposures"]), t["exposures"]):
+        groups.setdefault(str(g), []).append(int(c))
+    top = max((max(v) for v in groups.values()), default=0)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    xs = np.arange(top + 1)
+    width = 0.8 / max(1, len(groups))
+    for k, (g, counts) in enumerate(sorted(groups.items())[:10]):
+        ax.bar(xs + k * width, np.bincount(counts, minlength=top + 1), width, label=g)
+    ax.set_xlabel("times trained on")
+    ax.set_ylabel("rows")
+    ax.legend(fontsize=7, ncol=2, title=by)
+    _title(ax, f"stage {stage['name']}: exposure of each row (by {by})")
+    _save(fig, path)
+    return True
+
+
+def heat_map(title: str, key: str, value: dict, path: Path) -> bool:
+    m = np.asarray(value["matrix"], dtype=float)
+    rows, cols = value.get("rows") or list(range(m.shape[0])), value.get("cols") or list(range(m.shape[1]))
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.7 * m.shape[1] + 2.5), max(3.0, 0.5 * m.shape[0] + 1.5)))
+    im = ax.imshow(m, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(m.shape[1]), [str(c) for c in cols], rotation=30 if m.shape[1] > 4 else 0)
+    ax.set_yticks(range(m.shape[0]), [str(r) for r in rows])
+    ax.set_xlabel(value.get("cols_label", "evaluation skill"))
+    ax.set_ylabel(value.get("rows_label", "training skill"))
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white")
+    fig.colorbar(im, ax=ax)
     _title(ax, f"{title}: {key}")
     _save(fig, path)
     return True
@@ -174,6 +221,11 @@ def write_plots(run: RunFiles, facts: dict, plot_dir: Path) -> list[dict]:
             name = f"stage_{_slug(stage['name'], key)}.png"
             if extra_plot(f"stage {stage['name']}", key, value, plot_dir / name):
                 made.append({"file": name, "title": f"stage {stage['name']}: {key}", "section": "uses", "dataset": stage["data"]})
+    for stage in (run.manifest or {}).get("stages", []):
+        name = f"exposure_{_slug(stage['name'])}.png"
+        if stage.get("exposure") and exposure_plot(run, stage, plot_dir / name):
+            made.append({"file": name, "title": f"stage {stage['name']}: how often each row was trained on",
+                         "section": "uses", "dataset": stage["data"]})
     import shutil
 
     for name in (run.eval_results or {}).get("plots", []):  # eval.report drew one per value across models

@@ -34,8 +34,9 @@ def test_sft_dpo_rlvr_chain(cli, write_recipe, tmp_path):
     pairs = [json.loads(l) for l in (dpo_dir / "pairs.jsonl").read_text().splitlines()]
     assert pairs and all(p["chosen"] != p["rejected"] and p["rejected_from"] == "perturbed" for p in pairs)
     ledger = pq.read_table(out / "ledger.parquet").to_pylist()
-    stage_records = [r for r in ledger if r["dataset"] == "stage:1-dpo"]
-    assert len(stage_records) == len(pairs) and {r["step"] for r in stage_records} == {"pairs"}
+    stage_records = [r for r in ledger if r["dataset"] == "stage:1-dpo" and r["step"] == "pairs"]
+    assert len(stage_records) == len(pairs)
+    assert {r["step"] for r in ledger if r["dataset"] == "stage:1-dpo"} == {"pairs", "exposure"}
     dpo_log = json.loads((dpo_dir / "final" / "train_log.json").read_text())
     assert any("loss" in r for r in dpo_log)
     # ... built once by the stage loop, before the job: the job trains on the prepared pairs file
@@ -54,7 +55,8 @@ def test_sft_dpo_rlvr_chain(cli, write_recipe, tmp_path):
     # the ledger survives a second (fully cached) run with the stage records intact
     res = cli("train", write_recipe(chained(dpo={"ref": "base"})), "--out", out)
     assert res.exit_code == 0, res.output
-    assert len([r for r in pq.read_table(out / "ledger.parquet").to_pylist() if r["dataset"] == "stage:1-dpo"]) == len(pairs)
+    assert len([r for r in pq.read_table(out / "ledger.parquet").to_pylist()
+                if r["dataset"] == "stage:1-dpo" and r["step"] == "pairs"]) == len(pairs)
 
 
 def test_dpo_on_hh_rlhf_transcripts(cli, write_recipe, tmp_path):

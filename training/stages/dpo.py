@@ -96,7 +96,7 @@ def to_preference(rows):
     if kinds - {"preference"}:
         raise StageDataError(f"a dpo stage needs preference rows (prompt, chosen, rejected); this dataset has "
                              f"{sorted(kinds - {'preference'})} rows")
-    return rows.select_columns(["prompt", "chosen", "rejected", "id", "skill", "metadata"])
+    return rows.select_columns(["prompt", "chosen", "rejected", "id", "source", "skill", "metadata"])
 
 
 def prepare_dpo(stage: DPOStage, rows, *, seed: int, stage_name: str, stage_dir: Path, load_start_model):

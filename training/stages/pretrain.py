@@ -43,7 +43,13 @@ class PretrainStage(StageBase):
 
 
 def to_text(rows):
-    """Text rows -> a ``text`` column (+ ``id``, ``skill``, ``metadata``); empty texts dropped."""
+    """Text rows -> a ``text`` column (+ ``id``, ``source``, ``skill``, ``metadata``); empty texts dropped.
+
+    Rows a ``meco`` hook prepared (``metadata.meco_prefix``) become TRL's prompt-completion form
+    instead -- ``prompt`` = the metadata prefix (context, never a target), ``completion`` = the
+    document -- so TRL masks the prefix's labels and appends EOS to the document."""
+    import json
+
     kinds = set(rows["kind"])
     if kinds - {"text"}:
         raise StageDataError(f"a pretrain stage needs text rows; this dataset has {sorted(kinds - {'text'})} rows "
@@ -51,8 +57,14 @@ def to_text(rows):
     empty = sum(1 for t in rows["text"] if not t)
     if empty == len(rows):
         raise StageDataError("every text row of this dataset is empty")
+    if empty and any("meco_prefix" in (m or "") for m in rows["metadata"]):
+        raise StageDataError("empty text rows in a meco stage: curate them away (e.g. a length step)")
     rows = rows.filter(lambda r: bool(r["text"]), desc="drop empty text") if empty else rows
-    return rows.select_columns(["text", "id", "skill", "metadata"])
+    keep = ["id", "source", "skill", "metadata"]
+    if any("meco_prefix" in (m or "") for m in rows["metadata"][:1]):
+        return rows.map(lambda r: {"prompt": json.loads(r["metadata"])["meco_prefix"], "completion": r["text"]},
+                        remove_columns=[c for c in rows.column_names if c not in keep], desc="metadata prefix")
+    return rows.select_columns(["text", *keep])
 
 
 def build_trainer(ctx: StageContext):
@@ -60,17 +72,18 @@ def build_trainer(ctx: StageContext):
     from trl import SFTConfig, SFTTrainer
 
     stage = ctx.stage
+    train = to_text(ctx.train)
     args = SFTConfig(
         **trainer_args(ctx),
         dataset_text_field="text",
         max_length=stage.max_length,
         packing=stage.packing,
         packing_strategy=stage.packing_strategy,
-        completion_only_loss=False,
+        completion_only_loss="prompt" in train.column_names,  # a metadata prefix (meco) is context, not a target
         assistant_only_loss=False,
     )
     evals = {name: to_text(rows) for name, rows in ctx.validation.items()} or None
-    return SFTTrainer(model=ctx.model, args=args, train_dataset=to_text(ctx.train), eval_dataset=evals,
+    return SFTTrainer(model=ctx.model, args=args, train_dataset=train, eval_dataset=evals,
                       processing_class=ctx.tokenizer, peft_config=lora_config(stage.peft, ctx.model))
 
 

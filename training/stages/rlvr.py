@@ -117,7 +117,7 @@ class RLVRStage(StageBase):
 def to_prompts(rows, verifier: str | None = None):
     """Verifiable rows -> GRPO's ``prompt`` (messages) plus ``ground_truth``, ``verifier``, ``id``,
     ``skill``, ``metadata`` (GRPO passes every column to the reward functions)."""
-    out = rows.select_columns(["id", "prompt", "ground_truth", "verifier", "skill", "metadata"])
+    out = rows.select_columns(["id", "source", "prompt", "ground_truth", "verifier", "skill", "metadata"])
     if verifier is not None:
         out = out.map(lambda _: {"verifier": verifier}, desc="verifier override")
     return out

@@ -24,7 +24,7 @@ from training.common import StageContext, TrainResult, lora_config, save_final, 
 from training.config import LOSS_REDUCTION, StageBase
 from training.kinds import register_kind
 
-KEEP = ["id", "skill", "metadata"]
+KEEP = ["id", "source", "skill", "metadata"]
 
 
 class SFTStage(StageBase):

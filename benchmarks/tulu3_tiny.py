@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="tulu3_tiny_sweep_"))
-    cmd = [sys.executable, "-m", "recipe.cli", "sweep", str(ROOT / "recipes" / "sweeps" / "tulu3_tiny.yaml"), "--out", str(out)]
+    cmd = [sys.executable, "-m", "recipe.cli", "sweep", "recipes/sweeps/tulu3_tiny.yaml", "--out", str(out)]
     if args.seeds:
         cmd += ["--seeds", args.seeds]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}

@@ -7,6 +7,16 @@ integer means a count, so ``1`` is one row, not "all of it" (open-instruct's tra
 warns about it, and asking for more rows than a source has without upsampling is an error.
 Copies made by upsampling get ids ``<id>#<k>`` so they stay distinct and traceable.
 
+A **token mixture** (OLMo-core's ``source_name, target_ratio, max_repetition_ratio``) gives every
+source ``{tokens: share, max_repetition: x}`` (shares summing to 1) or ``{tokens: count}``: source i
+with a_i available tokens contributes t_i = share_i x T tokens, T the largest total every source can
+reach within its repetition cap (min_i a_i x cap_i / share_i), or the stated counts; a source that
+cannot reach its target within its cap is an error naming the shortfall. Rows are repeated whole
+floor(t_i / a_i) times, then a seeded subset adds rows until t_i is reached. Tokens here are
+whitespace tokens (model-free, the unit of the outcome table, so the mix does not depend on a
+tokenizer; a BPE tokenizer's count is a near-constant multiple per source), and the outcome table
+reports target vs observed tokens.
+
 Every source row gets a ledger record: ``sampled`` (kept, with its copy count) or
 ``not_sampled``.
 """
@@ -30,12 +40,16 @@ class Share:
     mode: str  # fraction | upsample | count
     value: float
 
+    cap: float = 1.0  # token mixtures: max repetitions of the source
+
     @classmethod
     def parse(cls, value: Any) -> "Share":
         if isinstance(value, dict) or hasattr(value, "model_dump"):
             d = value if isinstance(value, dict) else value.model_dump(exclude_none=True)
-            (mode, v), = ((k, v) for k, v in d.items() if v is not None)
-            return cls(mode, float(v))
+            d = {k: v for k, v in d.items() if v is not None}
+            cap = float(d.pop("max_repetition", 1.0))
+            (mode, v), = d.items()
+            return cls(mode, float(v), cap)
         if isinstance(value, bool):
             raise MixtureError("a mixture share is a number, not a boolean")
         if isinstance(value, int):
@@ -66,21 +80,64 @@ def token_count(ds: datasets.Dataset) -> int:
     return sum(len(row_text(r).split()) for r in ds)
 
 
+def _row_tokens(ds: datasets.Dataset) -> np.ndarray:
+    from curation.rows import row_texts
+
+    return np.asarray([len(t.split()) for t in row_texts(ds)], dtype=np.int64)
+
+
+def token_targets(name: str, shares: dict[str, Share], tokens: dict[str, int]) -> dict[str, int]:
+    """Target tokens per source of a token mixture (see the module docstring)."""
+    if all(s.value <= 1 for s in shares.values()):
+        total = min(tokens[src] * s.cap / s.value for src, s in shares.items())
+        targets = {src: int(round(s.value * total)) for src, s in shares.items()}
+    else:
+        targets = {src: int(s.value) for src, s in shares.items()}
+    for src, t in targets.items():
+        cap = shares[src].cap
+        if t > tokens[src] * cap + 1e-9:
+            raise MixtureError(f"mixture {name!r} needs {t} tokens of source {src!r}, which has {tokens[src]} "
+                               f"(max_repetition {cap:g} allows {int(tokens[src] * cap)}); lower its target or raise "
+                               "its max_repetition")
+    return targets
+
+
+def _token_copies(row_tokens: np.ndarray, target: int, rng: np.random.Generator) -> np.ndarray:
+    available = int(row_tokens.sum())
+    whole = target // available if available else 0
+    copies = np.full(len(row_tokens), whole, dtype=int)
+    left = target - whole * available
+    if left > 0:
+        order = rng.permutation(len(row_tokens))
+        take = int(np.searchsorted(np.cumsum(row_tokens[order]), left) + 1)
+        copies[order[:take]] += 1
+    return copies
+
+
 def mix(name: str, entries: dict[str, Any], sources: dict[str, datasets.Dataset], seed: int) -> MixtureResult:
     """Draw each source's share; concatenate; shuffle with ``seed``."""
     rng = np.random.default_rng(seed)
     parts, table, ledger = [], [], {}
+    shares = {src: Share.parse(v) for src, v in entries.items()}
+    token_mode = any(s.mode == "tokens" for s in shares.values())
+    row_tokens = {src: _row_tokens(sources[src]) for src in entries} if token_mode else {}
+    targets = token_targets(name, shares, {s: int(t.sum()) for s, t in row_tokens.items()}) if token_mode else {}
     for src, raw_share in entries.items():
-        share = Share.parse(raw_share)
+        share = shares[src]
         ds = sources[src]
         n = len(ds)
-        want = share.target_rows(n)
-        if want > n and share.mode != "upsample":
+        want = share.target_rows(n) if not token_mode else 0
+        if token_mode:
+            copies = _token_copies(row_tokens[src], targets[src], rng)
+            want = int(copies.sum())
+        elif want > n and share.mode != "upsample":
             raise MixtureError(
                 f"mixture {name!r} asks for {want} rows of source {src!r}, which has {n} valid rows; "
                 f"lower the count, or upsample explicitly with {{upsample: {want / n:.2f}}}"
             )
-        if share.mode == "upsample":
+        if token_mode:
+            pass
+        elif share.mode == "upsample":
             whole, frac = divmod(share.value, 1.0)
             copies = np.full(n, int(whole), dtype=int)
             extra = rng.choice(n, size=int(round(n * frac)), replace=False) if frac > 0 else []
@@ -91,20 +148,27 @@ def mix(name: str, entries: dict[str, Any], sources: dict[str, datasets.Dataset]
         index = np.repeat(np.arange(n), copies)
         picked = ds.select(index)
         copy_no = np.concatenate([np.arange(c) for c in copies]) if len(index) else np.array([], dtype=int)
-        if share.mode == "upsample":
+        if share.mode in ("upsample", "tokens") and copies.max(initial=0) > 1:
             ids = [rid if k == 0 else f"{rid}#{k}" for rid, k in zip(picked["id"], copy_no)]
             picked = picked.remove_columns("id").add_column("id", ids).select_columns(ds.column_names)
         parts.append(picked)
         ledger[src] = {"ids": ds["id"], "copies": copies.tolist()}
-        table.append({"source": src, "mode": share.mode, "share": share.value, "available": n,
-                      "target_rows": want, "observed_rows": len(picked), "observed_tokens": token_count(picked)})
+        entry = {"source": src, "mode": share.mode, "share": share.value, "available": n,
+                 "target_rows": want, "observed_rows": len(picked), "observed_tokens": token_count(picked)}
+        if token_mode:
+            entry.update(available_tokens=int(row_tokens[src].sum()), target_tokens=targets[src], max_repetition=share.cap,
+                         repetitions=round(entry["observed_tokens"] / max(1, int(row_tokens[src].sum())), 3))
+        table.append(entry)
     rows = datasets.concatenate_datasets(parts) if parts else None
     total_rows = sum(t["observed_rows"] for t in table) or 1
     total_tokens = sum(t["observed_tokens"] for t in table) or 1
     total_target = sum(t["target_rows"] for t in table) or 1
+    total_target_tokens = sum(t.get("target_tokens", 0) for t in table) or 1
     for t in table:
         t["target_ratio"] = t["target_rows"] / total_target
         t["observed_ratio"] = t["observed_rows"] / total_rows
         t["token_ratio"] = t["observed_tokens"] / total_tokens
+        if "target_tokens" in t:  # a token mixture: the ratios that matter are of tokens
+            t["target_token_ratio"] = t["target_tokens"] / total_target_tokens
     rows = rows.shuffle(seed=seed).flatten_indices()
     return MixtureResult(rows, table, ledger)

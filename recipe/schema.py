@@ -157,16 +157,24 @@ SourceSpec = Annotated[
 
 
 class MixShare(Strict):
-    """Explicit form of a mixture entry; exactly one of the three."""
+    """Explicit form of a mixture entry; exactly one of fraction, upsample, count, tokens.
+
+    ``tokens`` is OLMo-core's token mixture: a share of the mixture's tokens (<= 1.0; every entry of
+    the mixture then gives one, summing to 1) or a token count (> 1), with ``max_repetition`` the
+    most times a source's rows may be repeated to reach it (OLMo-core's ``max_repetition_ratio``)."""
 
     fraction: float | None = Field(None, gt=0, le=1)
     upsample: float | None = Field(None, ge=1)
     count: int | None = Field(None, gt=0)
+    tokens: float | None = Field(None, gt=0, description="share of the mixture's tokens (<= 1) or a token count")
+    max_repetition: float | None = Field(None, ge=1, description="with tokens: at most this many passes over the source")
 
     @model_validator(mode="after")
     def _one(self):
-        if sum(v is not None for v in (self.fraction, self.upsample, self.count)) != 1:
-            raise ValueError("give exactly one of fraction, upsample, count")
+        if sum(v is not None for v in (self.fraction, self.upsample, self.count, self.tokens)) != 1:
+            raise ValueError("give exactly one of fraction, upsample, count, tokens")
+        if self.max_repetition is not None and self.tokens is None:
+            raise ValueError("max_repetition applies to a `tokens` entry")
         return self
 
 
@@ -202,6 +210,18 @@ class Recipe(Strict):
         for mix, entries in self.mixtures.items():
             if not entries:
                 errors.append((("mixtures", mix), "an empty mixture; give at least one `source: share` entry"))
+            token_entries = [isinstance(v, MixShare) and v.tokens is not None for v in entries.values()]
+            if any(token_entries) and not all(token_entries):
+                errors.append((("mixtures", mix), "a token mixture gives every source as {tokens: ...}; do not mix it "
+                               "with row shares"))
+            elif any(token_entries):
+                shares = [v.tokens for v in entries.values()]
+                if all(x <= 1 for x in shares) and abs(sum(shares) - 1) > 1e-6:
+                    errors.append((("mixtures", mix), f"token shares sum to {sum(shares):g}, not 1 (a share is <= 1; "
+                                   "a number above 1 is a token count)"))
+                elif any(x <= 1 for x in shares) and any(x > 1 for x in shares):
+                    errors.append((("mixtures", mix), "give every source a token share (<= 1) or every source a token "
+                                   "count (> 1), not both"))
             for src in entries:
                 if src not in self.sources:
                     errors.append((("mixtures", mix, src), f"names no source; sources are {sorted(self.sources)}"))

@@ -71,11 +71,15 @@ def mixture_shares(mixture: str, table: list[dict], path: Path) -> None:
     names = [t["source"] for t in table]
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names) + 2), 3.2))
-    ax.bar(x - 0.2, [t["target_ratio"] for t in table], 0.4, label="target share of rows", color="#8c8c8c")
-    ax.bar(x + 0.2, [t["observed_ratio"] for t in table], 0.4, label="observed share of rows", color="#4c72b0")
+    tok = all("target_token_ratio" in t for t in table)  # a token mixture: shares of tokens
+    unit = "tokens" if tok else "rows"
+    ax.bar(x - 0.2, [t["target_token_ratio" if tok else "target_ratio"] for t in table], 0.4,
+           label=f"target share of {unit}", color="#8c8c8c")
+    ax.bar(x + 0.2, [t["token_ratio" if tok else "observed_ratio"] for t in table], 0.4,
+           label=f"observed share of {unit}", color="#4c72b0")
     ax.set_xticks(x, names, rotation=20 if len(names) > 3 else 0)
     ax.set_ylim(0, 1.3)  # room for the legend above the bars
-    ax.set_ylabel("share of mixture rows")
+    ax.set_ylabel(f"share of mixture {unit}")
     _title(ax, f"mixture {mixture}: target vs observed (before selection)")
     ax.legend(fontsize=8, loc="upper center", ncol=2)
     _save(fig, path)

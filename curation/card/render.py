@@ -89,7 +89,8 @@ def _revision(o: dict) -> str:
 
 
 def _share(t: dict) -> str:
-    return {"fraction": f"{t['share']:g} of rows", "upsample": f"x{t['share']:g}", "count": f"{int(t['share'])} rows"}.get(t["mode"], str(t["share"]))
+    return {"fraction": f"{t['share']:g} of rows", "upsample": f"x{t['share']:g}", "count": f"{int(t['share'])} rows",
+            "tokens": f"{t['share']:g} of tokens" if t['share'] <= 1 else f"{int(t['share'])} tokens"}.get(t["mode"], str(t["share"]))
 
 
 def _md(text) -> str:

@@ -40,3 +40,51 @@ def test_seeded():
 def test_count_larger_than_source_is_error():
     with pytest.raises(MixtureError, match="asks for 20 rows of source 'a', which has 10.*upsample"):
         mix("m", {"a": 20}, {"a": _ds("a", 10)}, seed=0)
+
+
+def _texts(n, words, source):
+    from curation.rows import make_row, rows_to_dataset
+
+    return rows_to_dataset([make_row("text", source, text=" ".join([f"w{i}"] * words)) for i in range(n)])
+
+
+def test_token_mixture_hits_its_shares_within_the_caps():
+    """OLMo-core style: {tokens: share, max_repetition: cap}; the total is the largest mix every cap allows."""
+    from curation.mixture import mix
+    from recipe.schema import MixShare
+
+    sources = {"web": _texts(100, 10, "web"), "math": _texts(20, 10, "math")}  # 1000 and 200 tokens
+    entries = {"web": MixShare(tokens=0.6), "math": MixShare(tokens=0.4, max_repetition=2.0)}
+    res = mix("mid", entries, sources, seed=0)
+    by = {t["source"]: t for t in res.table}
+    # math caps it: 200 tokens x 2 passes = 400 = 0.4 T -> T = 1000; web gives 600 of its 1000
+    assert by["math"]["target_tokens"] == 400 and by["web"]["target_tokens"] == 600
+    assert by["math"]["observed_tokens"] == 400 and 600 <= by["web"]["observed_tokens"] <= 610
+    assert by["math"]["repetitions"] == 2.0 and by["web"]["target_token_ratio"] == pytest.approx(0.6)
+    ids = res.rows["id"]
+    assert len(set(ids)) == len(ids) and any("#1" in i for i in ids)  # repeated rows stay distinct and traceable
+
+
+def test_token_mixture_too_small_a_source_is_an_error():
+    from curation.mixture import MixtureError, mix
+    from recipe.schema import MixShare
+
+    sources = {"web": _texts(100, 10, "web"), "math": _texts(20, 10, "math")}
+    with pytest.raises(MixtureError, match="needs 1500 tokens of source 'math', which has 200"):
+        mix("mid", {"web": MixShare(tokens=1000), "math": MixShare(tokens=1500, max_repetition=2.0)}, sources, seed=0)
+
+
+@pytest.mark.parametrize("entries,message", [
+    ({"a": {"tokens": 0.5}, "b": {"tokens": 0.4}}, "token shares sum to 0.9"),
+    ({"a": {"tokens": 0.5}, "b": 1.0}, "do not mix it with row shares"),
+    ({"a": {"fraction": 0.5, "max_repetition": 2.0}}, "max_repetition applies to a `tokens` entry"),
+])
+def test_token_mixture_errors_at_validate(cli, write_recipe, entries, message):
+    from tests.conftest import tiny_recipe
+
+    r = tiny_recipe(stages=[], eval={})
+    r["sources"]["a"] = r["sources"]["arith"]
+    r["sources"]["b"] = r["sources"]["arith_test"]
+    r["mixtures"] = {"sft": entries}
+    res = cli("validate", write_recipe(r))
+    assert res.exit_code == 2 and "mixtures.sft" in res.output and message in res.output, res.output

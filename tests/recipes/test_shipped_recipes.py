@@ -112,3 +112,38 @@ def test_tulu3_chain():
     assert kinds == ["sft", "dpo", "rlvr"]
     assert [s.get("from", "previous") for s in doc["stages"]] == ["previous", "sft", "dpo"]
     assert yaml.safe_load((TULU / "sft_8b.yaml").read_text())["model"]["path"] == "meta-llama/Llama-3.1-8B"
+
+
+def test_olmo_midtrain_recipe(monkeypatch):
+    """OLMo 2 stage 2: Dolmino Mix 1124 by token shares (summing to 1, repetitions capped), a pretrain
+    stage annealed linearly to zero, the 7B base by Hub id."""
+    from recipe.load import load_recipe
+
+    monkeypatch.chdir(ROOT)
+    doc = load_recipe(ROOT / "recipes" / "olmo" / "midtrain_7b.yaml").resolved
+    assert doc["model"]["path"] == "allenai/OLMo-2-1124-7B"
+    assert {s["path"] for s in doc["sources"].values()} == {"allenai/dolmino-mix-1124"}
+    assert {s["name"] for s in doc["sources"].values()} == {"dclm", "flan", "pes2o", "wiki", "stackexchange", "math"}
+    shares = doc["mixtures"]["stage2"]
+    assert sum(v["tokens"] for v in shares.values()) == pytest.approx(1.0)
+    assert all(v["max_repetition"] in (None, 2.0) for v in shares.values())
+    (stage,) = doc["stages"]
+    assert stage["kind"] == "pretrain" and stage["lr_scheduler"] == "linear" and stage["warmup_ratio"] == 0.0
+    assert stage["max_length"] == 4096
+
+
+def test_olmo_midtrain_tiny_runs_with_meco(cli, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "run"
+    res = cli("train", ROOT / "recipes" / "olmo" / "midtrain_tiny.yaml", "--out", out, "stages.0.max_steps=20",
+              "stages.1.max_steps=20", "stages.1.hooks=[{meco: {cooldown: 0.1}}]")
+    assert res.exit_code == 0, res.output
+    table = {t["source"]: t for t in json.loads((out / "curation.json").read_text())["mixtures"]["stage2"]["outcome_by_source"]}
+    for src, share in (("web", 0.5), ("code", 0.3), ("recipes", 0.2)):
+        assert table[src]["target_token_ratio"] == pytest.approx(share, abs=1e-3)
+        assert table[src]["token_ratio"] == pytest.approx(share, abs=0.01)
+    assert table["code"]["repetitions"] == pytest.approx(2.0)  # the capped source sets the total
+    meco = json.loads((out / "stages" / "1-pretrain" / "hooks" / "meco" / "log.jsonl").read_text().splitlines()[0])
+    assert meco["cooldown_from_step"] == 18

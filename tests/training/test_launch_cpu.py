@@ -35,3 +35,27 @@ def test_two_process_cpu_stage(tmp_path):
     assert (sdir / "final" / "model.safetensors").is_file() and (sdir / "lr_schedule.png").is_file()
     assert (sdir / "checkpoint-4" / "trainer_state.json").is_file()
     assert manifest["stages"][0]["status"] == "done"
+
+
+def test_two_ranks_make_the_same_hook_decisions(tmp_path):
+    """Under a 2-process launch every rank builds the same Skill-it sampler from the same seed and
+    evaluations (and takes rank 0's weights): both ranks log the same rounds."""
+    from tests.training.test_hooks import _skill_recipe
+
+    r = _skill_recipe()
+    r["stages"][0].update(max_steps=6, save_steps=None, batch_size=4)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(r, sort_keys=False))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
+           "RECIPE_KIT_HOOK_LOG_ALL_RANKS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "recipe.cli", "train", str(path), "--out", str(out), "--gpus", "2"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    folder = out / "stages" / "0-sft" / "hooks" / "skill_it"
+    rank0 = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    rank1 = [json.loads(line) for line in (folder / "log.rank1.jsonl").read_text().splitlines()]
+    assert len(rank0) == 2 and [r["weights"] for r in rank0] == [r["weights"] for r in rank1]
+    assert rank0[1]["from_eval_at_step"] == 2
+    exposure = json.loads((out / "manifest.json").read_text())["stages"][0]["exposure"]
+    assert exposure["consumed"] == 6 * 4 * 2  # steps x per-device batch x 2 ranks

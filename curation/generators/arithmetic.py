@@ -17,7 +17,7 @@ import hashlib
 import random
 from typing import Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curation.generators import GENERATORS
 from curation.rows import make_row
@@ -44,12 +44,23 @@ class ArithmeticParams(BaseModel):
     n: int = Field(1000, gt=0, description="rows to generate")
     skills: list[Literal["add", "sub", "mul", "div"]] = ["add", "sub", "mul"]
     max_operand: int = Field(19, ge=1, le=10**6)
+    min_operand: int = Field(0, ge=0, description="the smallest operand (e.g. 10 for two-digit problems only)")
+    skill_label: str | None = Field(None, description="label every row's skill with this instead of the operation "
+                                                       "(e.g. add2 for two-digit addition)")
     test_fraction: float = Field(0.2, gt=0, lt=1)
     templates: Literal["plain", "word"] = "word"
     as_chat: bool = Field(False, description="emit chat rows (answer as assistant turn) instead of verifiable")
     as_preference: bool = Field(False, description="emit preference rows: chosen = the answer, rejected = a near miss "
                                                    "(answer ± 1..3, or its digits reversed)")
+    offset: int = Field(0, ge=0, description="test split: skip the first N of the shuffled problems (disjoint sets "
+                                              "from one pool: validation with offset 0, a test set after it)")
     seed: int | None = Field(None, description="defaults to the recipe seed")
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.min_operand > self.max_operand:
+            raise ValueError(f"min_operand {self.min_operand} is above max_operand {self.max_operand}")
+        return self
 
 
 def _in_test(skill: str, a: int, b: int, fraction: float) -> bool:
@@ -57,9 +68,9 @@ def _in_test(skill: str, a: int, b: int, fraction: float) -> bool:
     return h / 0xFFFFFFFF < fraction
 
 
-def _problems(skill: str, max_operand: int) -> Iterator[tuple[int, int]]:
-    for a in range(max_operand + 1):
-        for b in range(max_operand + 1):
+def _problems(skill: str, max_operand: int, min_operand: int = 0) -> Iterator[tuple[int, int]]:
+    for a in range(min_operand, max_operand + 1):
+        for b in range(min_operand, max_operand + 1):
             if skill == "sub" and b > a:
                 continue  # non-negative answers
             if skill == "div" and (b == 0 or a % b):
@@ -86,7 +97,8 @@ def generate(params: ArithmeticParams, *, source: str, split: str, seed: int) ->
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     rng = random.Random(params.seed if params.seed is not None else seed)
     pools = {
-        s: [p for p in _problems(s, params.max_operand) if _in_test(s, *p, params.test_fraction) == (split == "test")]
+        s: [p for p in _problems(s, params.max_operand, params.min_operand)
+            if _in_test(s, *p, params.test_fraction) == (split == "test")]
         for s in params.skills
     }
     empty = [s for s, pool in pools.items() if not pool]
@@ -100,13 +112,14 @@ def generate(params: ArithmeticParams, *, source: str, split: str, seed: int) ->
     else:
         every = [(s, a, b) for s, pool in pools.items() for a, b in pool]
         rng.shuffle(every)
-        if params.n > len(every):
-            raise ValueError(f"n={params.n} exceeds the {len(every)} distinct test problems at max_operand="
-                             f"{params.max_operand}; lower n or raise max_operand")
-        picks = every[: params.n]
+        if params.offset + params.n > len(every):
+            raise ValueError(f"offset {params.offset} + n {params.n} exceeds the {len(every)} distinct test problems at "
+                             f"max_operand={params.max_operand}; lower n or raise max_operand")
+        picks = every[params.offset: params.offset + params.n]
     rows = []
-    for skill, a, b in picks:
-        fn, sym, word = _OPS[skill]
+    for op, a, b in picks:
+        fn, sym, word = _OPS[op]
+        skill = params.skill_label or op
         template = rng.choice(_TEMPLATES[params.templates])
         question = template.format(a=a, b=b, sym=sym, word=word)
         result = str(fn(a, b))

@@ -9,7 +9,8 @@ Styles (each a few templates over its own vocabulary and shared entity names):
 ``encyclopedia`` (definitions, dates, places), ``news`` (dated reports), ``forum`` (questions and
 answers), ``recipes`` (ingredient lists and steps), ``code`` (small functions). Train and test are
 disjoint by construction (a document belongs to the test split when a hash of its seed index falls
-in ``test_fraction``).
+in ``test_fraction``). ``noise`` and ``duplicates`` mix in low-quality documents (random characters) and
+verbatim repeats, for data-quality methods (``metadata.quality`` says which a document is).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ class WebTextParams(BaseModel):
     styles: list[Literal["encyclopedia", "news", "forum", "recipes", "code"]] = list(STYLES)
     sentences: list[int] = Field([3, 8], min_length=2, max_length=2, description="[min, max] sentences per document")
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    noise: float = Field(0.0, ge=0, le=1, description="share of documents replaced by random characters (low quality)")
+    duplicates: float = Field(0.0, ge=0, lt=1, description="share of documents that repeat an earlier one verbatim")
     seed: int | None = Field(None, description="defaults to the recipe seed")
 
 
@@ -99,7 +102,14 @@ def generate(params: WebTextParams, *, source: str, split: str, seed: int) -> li
         lo, hi = params.sentences
         text = " ".join(_sentence(style, rng, entity) for _ in range(rng.randint(lo, max(lo, hi))))
         url = f"https://{HOSTS[style]}/{entity.lower()}-{k}"
-        rows.append(make_row("text", source, text=text, skill=style, metadata={"url": url, "style": style}))
+        quality = "clean"
+        if rows and rng.random() < params.duplicates:
+            text, quality = rng.choice(rows)["text"], "duplicate"
+        elif rng.random() < params.noise:
+            text = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789 .,;") for _ in range(len(text)))
+            quality = "noise"
+        rows.append(make_row("text", source, text=text, skill=style,
+                             metadata={"url": url, "style": style, "quality": quality}))
     return rows
 
 

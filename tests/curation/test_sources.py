@@ -234,3 +234,37 @@ def test_arithmetic_generator_splits_are_disjoint():
         m = json.loads(r["metadata"])
         expected = {"add": m["a"] + m["b"], "sub": m["a"] - m["b"], "mul": m["a"] * m["b"]}[r["skill"]]
         assert r["ground_truth"] == str(expected)
+
+
+def test_arithmetic_operand_range_label_and_offset():
+    from recipe.schema import GeneratedSource
+
+    def gen(**kw):
+        return load_source("s", GeneratedSource(generate="arithmetic", **kw), seed=0).rows
+
+    rows = gen(split="train", n=200, skills=["add"], min_operand=10, max_operand=99, skill_label="add2")
+    assert set(rows["skill"]) == {"add2"}
+    assert all(10 <= json.loads(m)[k] <= 99 for m in rows["metadata"] for k in ("a", "b"))
+    # offset: disjoint slices of one shuffled test pool, so validation and test never share a problem
+    first = gen(split="test", n=30, skills=["mul"], max_operand=19, seed=1)
+    after = gen(split="test", n=40, offset=30, skills=["mul"], max_operand=19, seed=1)
+    key = lambda ds: {(json.loads(m)["a"], json.loads(m)["b"]) for m in ds["metadata"]}  # noqa: E731
+    assert len(key(first)) == 30 and len(key(after)) == 40 and not key(first) & key(after)
+    from curation.generators.arithmetic import ArithmeticParams
+    with pytest.raises(ValueError, match="min_operand 20 is above max_operand 9"):
+        ArithmeticParams(min_operand=20, max_operand=9)
+
+
+def test_web_text_noise_and_duplicates_are_marked():
+    from recipe.schema import GeneratedSource
+
+    rows = load_source("w", GeneratedSource(generate="web_text", split="train", n=600, noise=0.5,
+                                            duplicates=0.3), seed=0).rows
+    quality = [json.loads(m)["quality"] for m in rows["metadata"]]
+    counts = {q: quality.count(q) for q in ("clean", "noise", "duplicate")}
+    assert 120 < counts["duplicate"] < 240 and 150 < counts["noise"] < 300 and counts["clean"] > 100
+    texts = list(rows["text"])
+    clean = {t for t, q in zip(texts, quality) if q != "duplicate"}
+    assert all(t in clean or texts.index(t) < i for i, (t, q) in enumerate(zip(texts, quality)) if q == "duplicate")
+    noisy = [t for t, q in zip(texts, quality) if q == "noise"]
+    assert all(" the " not in f" {t} " for t in noisy[:20])

@@ -7,7 +7,11 @@ Columns: ``dataset`` (mixture name, or ``source:<name>`` for loading), ``step`` 
 ``mixture``, or ``<i>:<step name>``), ``step_index`` (order within the dataset's pipeline),
 ``row_id``, ``source``, ``decision`` (``keep``, ``drop``, ``quarantine``), ``score`` (float or
 null), ``reason`` (the full ``code:detail`` string) and ``reason_code`` (the code alone).
-Quarantined records keep their raw text in ``detail`` so nothing is lost.
+Quarantined records keep their raw text in ``detail`` so nothing is lost. A step that orders its
+rows (``Decisions.order``/``group``, e.g. ``iclm``) fills ``position`` (the kept row's place in
+the step's output, 0-based; null for dropped rows and for steps that do not order) and ``group``
+(e.g. the ICLM path the row was placed on). Both are nullable and *optional*: a ledger or a cached
+step entry written before they existed is read with them null (:func:`conform`).
 """
 
 from __future__ import annotations
@@ -30,8 +34,12 @@ SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("reason_code", pa.string()),
         ("detail", pa.string()),
+        ("position", pa.int64()),
+        ("group", pa.int64()),
     ]
 )
+OPTIONAL = ("position", "group")  # added later: older ledgers lack them, readers get nulls
+REQUIRED = tuple(n for n in SCHEMA.names if n not in OPTIONAL)
 
 
 class LedgerError(Exception):
@@ -42,7 +50,17 @@ def _code(reason: str | None) -> str | None:
     return None if reason is None else reason.split(":", 1)[0]
 
 
-def records_table(dataset: str, step: str, step_index: int, row_ids, sources, keep, score=None, reason=None, detail=None) -> pa.Table:
+def _ints_or_null(values, n: int, valid=None) -> pa.Array:
+    """Integers with null where negative (or where ``valid`` is false); all null when ``values`` is None."""
+    if values is None:
+        return pa.nulls(n, pa.int64())
+    values = np.asarray(values, dtype=np.int64)
+    mask = values < 0 if valid is None else (values < 0) | ~np.asarray(valid, dtype=bool)
+    return pa.array(values, pa.int64(), mask=mask)
+
+
+def records_table(dataset: str, step: str, step_index: int, row_ids, sources, keep, score=None, reason=None, detail=None,
+                  position=None, group=None) -> pa.Table:
     n = len(row_ids)
     keep = np.asarray(keep, dtype=bool)
     reason = list(reason) if reason is not None else [None] * n
@@ -59,9 +77,20 @@ def records_table(dataset: str, step: str, step_index: int, row_ids, sources, ke
             "reason": pa.array(reason, pa.string()),
             "reason_code": pa.array([_code(r) for r in reason], pa.string()),
             "detail": pa.array(list(detail) if detail is not None else [None] * n, pa.string()),
+            "position": _ints_or_null(position, n, valid=keep),
+            "group": _ints_or_null(group, n),
         },
         schema=SCHEMA,
     )
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """``table`` with the columns of :data:`SCHEMA` in order, the optional ones added as nulls when missing
+    (a ledger, or a cached step's decisions, from before they existed)."""
+    for name in OPTIONAL:
+        if name not in table.column_names:
+            table = table.append_column(pa.field(name, SCHEMA.field(name).type), pa.nulls(table.num_rows, SCHEMA.field(name).type))
+    return table.select(list(SCHEMA.names)) if table.column_names != SCHEMA.names else table
 
 
 def quarantine_table(source: str, quarantine: list[dict]) -> pa.Table:
@@ -78,6 +107,8 @@ def quarantine_table(source: str, quarantine: list[dict]) -> pa.Table:
             "reason": pa.array([f"{q['reason']}:{q['detail']}" if q["detail"] else q["reason"] for q in quarantine], pa.string()),
             "reason_code": pa.array([q["reason"] for q in quarantine], pa.string()),
             "detail": pa.array([q.get("raw") or None for q in quarantine], pa.string()),
+            "position": pa.nulls(n, pa.int64()),
+            "group": pa.nulls(n, pa.int64()),
         },
         schema=SCHEMA,
     )
@@ -89,7 +120,7 @@ def write(tables: list[pa.Table], path: Path, stamp: dict | None = None) -> Path
     from curation.files import atomic_path
     from curation.run_commit import stamp as stamp_table
 
-    table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables]) if tables else SCHEMA.empty_table()
+    table = pa.concat_tables([conform(t.replace_schema_metadata(None)) for t in tables]) if tables else SCHEMA.empty_table()
     if stamp:
         table = stamp_table(table, stamp["recipe_hash"], stamp["curation_id"])
     with atomic_path(path) as tmp:
@@ -101,6 +132,8 @@ def read(path: Path) -> pa.Table:
     if not Path(path).exists():
         raise LedgerError(f"no ledger at {path}: run `recipe curate` (or `recipe train`) for this recipe first")
     try:
-        return pq.read_table(path)
+        table = pq.read_table(path)
     except Exception as exc:
         raise LedgerError(f"the ledger at {path} is unreadable ({str(exc).splitlines()[0]}); re-run `recipe curate` to rebuild it") from None
+    missing = [c for c in REQUIRED if c not in table.column_names]
+    return table if missing else conform(table)  # the caller names missing required columns

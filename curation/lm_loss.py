@@ -25,14 +25,15 @@ import numpy as np
 from curation.steps.base import StepError
 
 
-def load_scoring_model(path: str):
-    """(model, tokenizer) in eval mode, float32 on CPU or the first GPU; StepError if impossible."""
+def load_scoring_model(path: str, dtype: str = "float32"):
+    """(model, tokenizer) in eval mode, ``dtype`` (default float32) on CPU or the first GPU; StepError
+    if impossible."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     except Exception as exc:  # OSError (missing / not cached offline), ValueError (not a causal LM)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StepError(f"cannot load scoring model {path!r}: {first} (give a local model folder; nothing is "

@@ -36,11 +36,14 @@ class Curation:
     """One recipe's curation over a cache and a run directory.
 
     ``recipe`` is the validated recipe, ``plan`` its plan (source, mixture and step nodes with keys),
-    ``tokenizer_loader`` gives the recipe model's tokenizer to steps that count tokens."""
+    ``tokenizer_loader`` gives the recipe model's tokenizer to steps that count tokens,
+    ``model_loader`` (name -> model dir) the models steps run (``base`` or a path; ``Step.model_refs``)."""
 
-    def __init__(self, recipe, recipe_hash: str, plan, cache, out: Path, console, tokenizer_loader: Callable | None = None):
+    def __init__(self, recipe, recipe_hash: str, plan, cache, out: Path, console, tokenizer_loader: Callable | None = None,
+                 model_loader: Callable | None = None):
         self.recipe, self.recipe_hash, self.plan, self.cache = recipe, recipe_hash, plan, cache
         self.out, self.console, self.tokenizer_loader = Path(out), console, tokenizer_loader
+        self.model_loader = model_loader
         self._sources: dict[str, datasets.Dataset] = {}
         self.curation_id: str | None = None
 
@@ -196,7 +199,9 @@ class Curation:
             rows_in = len(rows)
             rows, decisions, extras = self._run_step(step_node, rows)
             tables.append(decisions)
-            codes = Counter(c for c in decisions.column("reason_code").to_pylist() if c)
+            # drops only: a selector may also give kept rows a reason (paser_selected:cluster=3)
+            codes = Counter(c for c, d in zip(decisions.column("reason_code").to_pylist(),
+                                              decisions.column("decision").to_pylist()) if c and d != "keep")
             funnel.append({"step": step_node.name.split(":", 1)[1], "index": step_node.extra["index"],
                            "params": step_node.describe["params"], "rows_in": rows_in, "rows_out": len(rows),
                            "dropped": dict(codes), "extras": extras})
@@ -217,6 +222,7 @@ class Curation:
                     return lambda k=1: prog.advance(task, k)
 
                 ctx = StepContext(seed=self.recipe.seed, workdir=tmp / "work", tokenizer_loader=self.tokenizer_loader,
+                                  model_loader=self.model_loader,
                                   source_loader=self.source, progress=on_progress, cache_root=self.cache.root)
                 (tmp / "work").mkdir()
                 decisions = step_cls(params, ctx).decide(rows)
@@ -224,9 +230,16 @@ class Curation:
                     raise StepError(f"step {node.name} returned {len(decisions.keep)} decisions for {len(rows)} rows")
                 table = ledger_mod.records_table(node.extra["mixture"], f"{node.extra['index']}:{node.extra['step']}",
                                                  node.extra["index"] + 1, rows["id"], rows["source"], decisions.keep,
-                                                 decisions.score, decisions.reason)
+                                                 decisions.score, decisions.reason,
+                                                 position=decisions.order, group=decisions.group)
                 pq.write_table(table, tmp / "decisions.parquet")
-                kept = rows.select([i for i, k in enumerate(decisions.keep) if k])
+                # kept rows in the step's order when it gives one (iclm), else in input order: a step
+                # that only filters keeps an earlier step's order
+                kept = rows.select(decisions.kept_indices())
+                if len(rows) and not len(kept):
+                    codes = Counter(c for c in table.column("reason_code").to_pylist() if c)
+                    raise StepError(f"selection.{node.extra['mixture']}[{node.extra['index']}] ({node.extra['step']}): "
+                                    f"dropped all {len(rows)} rows ({dict(codes)}); loosen its options or remove it")
                 kept.to_parquet(str(tmp / "rows.parquet"))
                 (tmp / "extras.json").write_text(json.dumps(decisions.extras, default=str))
         rows = datasets.Dataset.from_parquet(str(entry / "rows.parquet"))

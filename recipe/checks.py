@@ -6,6 +6,8 @@ sources' declared kinds, so ``recipe validate`` refuses an sft stage fed text ro
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import ValidationError
 
 from curation.generators import GENERATORS
@@ -13,7 +15,7 @@ from curation.registry import UnknownName
 from curation.steps import STEPS
 from curation.steps.base import Step
 from recipe.problems import Problem, suggest
-from recipe.schema import FileSource, Recipe
+from recipe.schema import FileSource, Recipe, local_model_problem
 
 
 def check_plugins(recipe: Recipe, data: dict) -> tuple[Recipe, list[Problem]]:
@@ -62,7 +64,25 @@ def check_plugins(recipe: Recipe, data: dict) -> tuple[Recipe, list[Problem]]:
                 problems += _params_problems(exc, ("selection", mix, i, step_name), step_cls.Params)
                 continue
             problems += _unknown_reads(recipe, step_cls, params, options or {}, ("selection", mix, i, step_name))
+            problems += _bad_models(step_cls, params, options or {}, ("selection", mix, i, step_name))
     return recipe, problems
+
+
+def _bad_models(step_cls, params, options: dict, prefix: tuple) -> list[Problem]:
+    """Every model a step runs (``model_refs``) is ``base`` or a loadable path / Hub id; a stage's name
+    is refused (curation runs before any stage)."""
+    out = []
+    for ref in step_cls.model_refs(params):
+        if ref == "base":
+            continue
+        where = next((prefix + (k,) for k, v in options.items() if v == ref), prefix)
+        problem = local_model_problem(ref)
+        if problem is None and "/" not in ref and not Path(ref).expanduser().exists():
+            problem = (f"{ref!r} is neither `base` nor a model path; a step runs before every stage, so it can name the "
+                       "recipe's base model (`base`) or a model folder / Hub id, not a stage")
+        if problem:
+            out.append(Problem(where, problem, ref))
+    return out
 
 
 def _unknown_reads(recipe: Recipe, step_cls, params, options: dict, prefix: tuple) -> list[Problem]:
@@ -235,4 +255,46 @@ def check_hooks(recipe: Recipe) -> list[Problem]:
             msg = cls.check(params, stage)
             if msg:
                 problems.append(Problem(here, msg))
+    return problems
+
+
+def check_selection_kinds(recipe: Recipe) -> list[Problem]:
+    """Each step that declares ``row_kinds`` gets a mixture of those kinds (by the sources' declared
+    kinds; the step checks the curated rows again), and the dataset of an ordering step (``orders``,
+    e.g. ``iclm``) feeds no pretrain stage that would discard the order (``bfd`` regroups documents
+    by length; without packing each document is its own sequence) unless it says ``order: shuffle``."""
+    problems: list[Problem] = []
+    ordered: dict[str, str] = {}  # mixture -> the last ordering step's name
+    for mix, steps in recipe.selection.items():
+        for i, item in enumerate(steps):
+            if len(item) != 1:
+                continue
+            (name, _), = item.items()
+            try:
+                cls = STEPS.get(name)
+            except UnknownName:
+                continue
+            kinds = getattr(cls, "row_kinds", None)
+            if kinds:
+                for src in recipe.mixtures.get(mix, {}):
+                    kind = declared_kind(recipe, src)
+                    if kind is not None and kind not in kinds:
+                        problems.append(Problem(("selection", mix, i, name), f"takes {', '.join(sorted(kinds))} rows; "
+                                                f"mixture {mix!r} holds {kind} rows (source {src!r}); give it a mixture of "
+                                                f"{', '.join(sorted(kinds))} sources"))
+            if getattr(cls, "orders", False):
+                ordered[mix] = name
+    for i, stage in enumerate(recipe.stages):
+        step = ordered.get(stage.data)
+        if step is None or getattr(stage, "order", "shuffle") != "dataset":
+            continue
+        if not getattr(stage, "packing", True):
+            problems.append(Problem(("stages", i, "packing"), f"dataset {stage.data!r} is ordered by step {step!r}, and "
+                                    "without packing no two documents share a window: set packing: true (or order: "
+                                    "shuffle to train on it without its order)", False))
+        elif getattr(stage, "packing_strategy", "wrapped") != "wrapped":
+            problems.append(Problem(("stages", i, "packing_strategy"), f"dataset {stage.data!r} is ordered by step "
+                                    f"{step!r}; {stage.packing_strategy} packing regroups documents by length and loses "
+                                    "that order: use packing_strategy: wrapped (or order: shuffle to drop the order)",
+                                    stage.packing_strategy))
     return problems

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from curation.generators import load_builtin_generators
 from curation.steps import load_builtin_steps
 from recipe import yaml_io
-from recipe.checks import check_evals, check_hooks, check_plugins, check_row_kinds
+from recipe.checks import check_evals, check_hooks, check_plugins, check_row_kinds, check_selection_kinds
 from recipe.problems import Problem, RecipeError, format_path, format_problem, key_path, line_for, problems_from_validation  # noqa: F401
 from recipe.schema import Recipe
 
@@ -196,7 +196,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, keep_stage
     if recipe is not None:
         recipe, problems = check_plugins(recipe, data)
         if not problems:
-            problems = check_row_kinds(recipe) + check_evals(recipe) + check_hooks(recipe)
+            problems = (check_row_kinds(recipe) + check_selection_kinds(recipe) + check_evals(recipe)
+                        + check_hooks(recipe))
     if problems:
         for prob in problems:
             prob.line = line_for(lines, prob.path)

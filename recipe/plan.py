@@ -145,6 +145,9 @@ def make_plan(loaded: LoadedRecipe, cache: Cache, out: Path, num_processes: int 
             inputs = step_cls.cache_inputs(params)
             if inputs:  # only when present, so the keys of steps without file inputs do not change
                 describe["inputs"] = inputs
+            refs = step_cls.model_refs(params)
+            if refs:  # models the step runs: the base model's node key, a path's content identity
+                describe["models"] = {ref: model_key if ref == "base" else _path_model_key(ref) for ref in refs}
             key = stable_hash(describe)
             nodes.append(Node("step", f"{mix}[{i}]:{step_name}", key, describe, cache.has("step", key),
                               {"mixture": mix, "index": i, "step": step_name}))
@@ -157,7 +160,7 @@ def make_plan(loaded: LoadedRecipe, cache: Cache, out: Path, num_processes: int 
     for i, (stage, sname) in enumerate(zip(r.stages, names)):
         refs = stage.model_refs()
         start = prev_model if refs["from"] == "previous" else refs["from"]
-        describe = {"stage": resolved["stages"][i], "data": dataset_keys[stage.data],
+        describe = {"stage": resolved["stages"][i], "data": dataset_keys[stage.data] if stage.data is not None else None,
                     "model": model_keys.get(start) or _path_model_key(start), "seed": r.seed, "version": STAGE_VERSION,
                     # the batch an update sees: a --gpus change is a different training run
                     "global_batch": stage.batch_size * stage.grad_accum * num_processes}

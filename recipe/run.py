@@ -53,7 +53,7 @@ class Runner:
         self.plan = make_plan(loaded, self.cache, self.out, num_processes=self.launch.num_processes if self.launch else 1)
         self.timings: dict[str, float] = {}
         self.curation = Curation(self.recipe, loaded.hash, self.plan, self.cache, self.out, self.console,
-                                 tokenizer_loader=self.tokenizer)
+                                 tokenizer_loader=self.tokenizer, model_loader=self.step_model)
         self._curated: dict[str, datasets.Dataset] | None = None
         if self.recipe.model.trust_remote_code:
             self.console.print(f"[bold yellow]warning:[/] model.trust_remote_code is true: loading {self.recipe.model.path!r} "
@@ -114,6 +114,11 @@ class Runner:
                                  num_heads=m.num_heads, intermediate_size=m.intermediate_size,
                                  max_position_embeddings=m.max_position_embeddings, seed=self.recipe.seed)
         return entry
+
+    def step_model(self, name: str) -> Path | str:
+        """A model a curation step names (``Step.model_refs``): ``base`` or a path / Hub id. Stages'
+        outputs do not exist yet when curation runs, so a step cannot name one."""
+        return self.base_model_dir() if name == "base" else name
 
     def model_dir_of(self, model_name: str) -> Path | str:
         if model_name == "base":

@@ -4,7 +4,8 @@ For each stage dataset: the rows that entered (in B, not in A) and left (in A, n
 the step and reason that explain the change -- a row that left is found where run B's ledger
 dropped it, a row that entered where run A's ledger dropped it; a row absent from the other run's
 ledger altogether came from a source that changed. Then the recipe keys that differ between the
-two ``resolved.yaml`` files. Runs of two different recipes are compared too, with a note.
+two ``resolved.yaml`` files. Runs of two different recipes are compared too, with a note. A stage
+dataset whose common rows are in another order (an ordering step, ``iclm``) says so.
 """
 
 from __future__ import annotations
@@ -83,9 +84,21 @@ def diff_runs(a: RunFiles, b: RunFiles, examples: int = 3) -> dict:
             groups[label] = [{"cause": c, "rows": len(r), "examples": r[:examples]}
                              for c, r in sorted(causes.items(), key=lambda kv: -len(kv[1]))]
         result["datasets"][mix] = {"rows_a": len(ids_a[mix]), "rows_b": len(ids_b[mix]), "left": len(left),
-                                   "entered": len(entered), **{f"{k}_by_cause": v for k, v in groups.items()}}
+                                   "entered": len(entered), **{f"{k}_by_cause": v for k, v in groups.items()},
+                                   "reordered": reordered(a, b, mix)}
     result["stages"] = stage_changes(a, b)
     return result
+
+
+def reordered(a: RunFiles, b: RunFiles, mixture: str) -> dict | None:
+    """Whether the rows both runs hold are in another order in B (the order is the training order
+    when an ordering step such as ``iclm`` set it): ``{common, moved}`` or None when it is the same."""
+    seq_a, seq_b = (run.dataset(mixture, ["id"]).column("id").to_pylist() for run in (a, b))
+    common = set(seq_a) & set(seq_b)
+    seq_a, seq_b = [i for i in seq_a if i in common], [i for i in seq_b if i in common]
+    if seq_a == seq_b:
+        return None
+    return {"common": len(seq_a), "moved": sum(x != y for x, y in zip(seq_a, seq_b))}
 
 
 def stage_changes(a: RunFiles, b: RunFiles) -> list[dict]:

@@ -42,6 +42,7 @@ def build_facts(run: RunFiles, n_examples: int = 3) -> dict[str, Any]:
     facts["composition"] = {m: _composition(run, m) for m in run.mixtures}
     facts["mixtures"] = {m: _mixture(run, m) for m in run.mixtures}
     facts["contamination"] = _contamination(run, facts)
+    facts["method_sections"] = _method_sections(facts)
     facts["uses"] = _uses(run, facts["composition"])
     facts["evaluation"] = _evaluation(run)
     facts["examples"] = examples(run, n_examples)
@@ -149,6 +150,34 @@ def _mixture(run: RunFiles, mixture: str) -> dict:
         funnel.append(entry)
     return {"rows": info.get("rows"), "dataset_key": info.get("dataset_key"),
             "target_vs_observed": info.get("outcome_by_source", []), "funnel": funnel}
+
+
+# ---------------------------------------------------------------------- selection methods' own sections
+def _cell(value: Any) -> Any:
+    if isinstance(value, list):
+        return " · ".join(str(v)[:120] for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return value
+
+
+def _method_sections(facts: dict) -> list[dict]:
+    """A step's ``card_section`` extras (``{title, text, table: [{...}], map: {...}}``, e.g. PASER's
+    clusters and its 2-D map of the pool) as a section of the card; the map is drawn by the plots."""
+    out = []
+    for mix, info in facts["mixtures"].items():
+        for step in info["funnel"]:
+            section = (step.get("extras") or {}).get("card_section")
+            if not isinstance(section, dict):
+                continue
+            table = [r for r in section.get("table") or [] if isinstance(r, dict)]
+            columns = list(dict.fromkeys(k for r in table for k in r))
+            m = section.get("map") if isinstance(section.get("map"), dict) else None
+            out.append({"dataset": mix, "step": step["step"], "index": step.get("index"), "ledger_step": step["ledger_step"],
+                        "title": section.get("title") or step["step"], "text": section.get("text") or "",
+                        "columns": columns, "rows": [[_cell(r.get(c)) for c in columns] for r in table],
+                        "map": {k: m.get(k) for k in ("method", "note", "rows", "of")} if m else None})
+    return out
 
 
 # ---------------------------------------------------------------------- contamination

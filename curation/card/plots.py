@@ -22,7 +22,7 @@ import pyarrow.compute as pc  # noqa: E402
 
 from curation.card.run_files import RunFiles  # noqa: E402
 
-SKIP_EXTRAS = ("contamin", "overlap")  # rendered as tables in the contamination section
+SKIP_EXTRAS = ("contamin", "overlap", "card_section", "seconds")  # tables elsewhere (contamination, method sections)
 MAX_EXTRA_PLOTS_PER_STEP = 4
 
 
@@ -113,6 +113,9 @@ def score_hist(run: RunFiles, mixture: str, step: dict, path: Path) -> bool:
 def extra_plot(title: str, key: str, value: Any, path: Path) -> bool:
     """Draw one extras value if it has a plottable shape; False when it has none."""
     series: dict[str, list[float]] | None = None
+    if "distribution" in key and isinstance(value, dict) and value \
+            and all(isinstance(v, list) and all(_num(x) for x in v) for v in value.values()):
+        return distributions(title, key, value, path)  # e.g. MATES: predicted influence, selected vs dropped
     if isinstance(value, dict) and value and all(isinstance(v, list) and len(v) > 1 and all(_num(x) for x in v) for v in value.values()):
         series = {str(k): v for k, v in value.items()}
     elif isinstance(value, list) and len(value) > 1 and all(isinstance(v, dict) and v and all(_num(x) for x in v.values()) for v in value):
@@ -142,6 +145,56 @@ def extra_plot(title: str, key: str, value: Any, path: Path) -> bool:
     else:
         plt.close(fig)
         return False
+    _title(ax, f"{title}: {key}")
+    _save(fig, path)
+    return True
+
+
+def method_map(title: str, m: dict, path: Path) -> bool:
+    """A step's 2-D map of its pool (``card_section.map``: x, y, cluster, selected): one colour per
+    cluster, the selected rows ringed in black."""
+    try:
+        x, y = np.asarray(m["x"], dtype=float), np.asarray(m["y"], dtype=float)
+        cluster, selected = np.asarray(m["cluster"]), np.asarray(m["selected"], dtype=bool)
+    except (KeyError, TypeError, ValueError):
+        return False
+    if not len(x) or not (len(x) == len(y) == len(cluster) == len(selected)):
+        return False
+    fig, ax = plt.subplots(figsize=(7, 5.2))
+    ids = sorted(set(cluster.tolist()))
+    cmap = plt.get_cmap("tab10" if len(ids) <= 10 else "tab20")
+    for k, c in enumerate(ids):
+        part = cluster == c
+        ax.scatter(x[part], y[part], s=8, color=cmap(k % cmap.N), alpha=0.55, linewidths=0, label=f"cluster {c}")
+    ax.scatter(x[selected], y[selected], s=22, facecolors="none", edgecolors="black", linewidths=0.6,
+               label=f"selected ({int(selected.sum())})")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    method = str(m.get("method") or "map").upper()
+    ax.set_xlabel(f"{method} 1")
+    ax.set_ylabel(f"{method} 2")
+    ax.legend(fontsize=7, ncol=2, loc="best", markerscale=1.5)
+    shown = f"{m.get('rows')} of {m.get('of')} rows" if m.get("rows") != m.get("of") else f"{m.get('of')} rows"
+    _title(ax, f"{title}: 2-D {method} map of the pool ({shown}) by cluster, selected rows ringed"
+               + (f" -- {m['note']}" if m.get("note") else ""))
+    _save(fig, path)
+    return True
+
+
+def distributions(title: str, key: str, value: dict, path: Path) -> bool:
+    """Overlaid histograms of named groups of values on shared bins."""
+    every = np.concatenate([np.asarray(v, dtype=float) for v in value.values()]) if value else np.zeros(0)
+    every = every[np.isfinite(every)]
+    if len(every) < 2:
+        return False
+    bins = np.histogram_bin_edges(every, bins=min(40, max(5, len(np.unique(every)))))
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for name, vals in value.items():
+        vals = np.asarray(vals, dtype=float)
+        ax.hist(vals[np.isfinite(vals)], bins=bins, alpha=0.6, label=f"{name} ({len(vals)})")
+    ax.set_xlabel(key.replace("_distribution", "").replace("_", " "))
+    ax.set_ylabel("rows")
+    ax.legend(fontsize=8)
     _title(ax, f"{title}: {key}")
     _save(fig, path)
     return True
@@ -220,6 +273,12 @@ def write_plots(run: RunFiles, facts: dict, plot_dir: Path) -> list[dict]:
                     count += 1
                     made.append({"file": name, "title": f"{mix} / {step['index']}: {step['step']}: {key}",
                                  "section": "preprocessing", "dataset": mix, "step": step["ledger_step"]})
+            section = (step.get("extras") or {}).get("card_section")
+            if isinstance(section, dict) and isinstance(section.get("map"), dict):
+                name = f"map_{_slug(mix, step['index'], step['step'])}.png"
+                if method_map(f"{mix} / {step['index']}: {step['step']}", section["map"], plot_dir / name):
+                    made.append({"file": name, "title": f"{mix} / {step['index']}: {step['step']}: map of the pool",
+                                 "section": "method", "dataset": mix, "method_step": step["ledger_step"]})
     for stage in (run.manifest or {}).get("stages", []):
         for key, value in (stage.get("extras") or {}).items():  # online methods' logs, when a stage records them
             name = f"stage_{_slug(stage['name'], key)}.png"

@@ -105,7 +105,7 @@ class RunFiles:
     @cached_property
     def ledger(self) -> pa.Table:
         table = ledger_mod.read(self.out / "ledger.parquet")
-        missing = [c for c in ledger_mod.SCHEMA.names if c not in table.column_names]
+        missing = [c for c in ledger_mod.REQUIRED if c not in table.column_names]  # optional ones read as null
         if missing:
             raise ledger_mod.LedgerError(f"the ledger at {self.out / 'ledger.parquet'} lacks columns {missing}; "
                                          "re-run `recipe curate` to rebuild it")

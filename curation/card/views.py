@@ -40,13 +40,18 @@ def print_history(console: Console, h: RowHistory | EvalItemHistory) -> None:
                       markup=False, highlight=False)
     t = Table(title="decisions")
     show_id, show_detail = len(h.ids) > 1, any(r["detail"] for r in h.records if r["decision"] != "quarantine")
-    cols = ["dataset", "step"] + (["row id"] if show_id else []) + ["decision", "score", "reason"] + (["detail"] if show_detail else [])
+    # an ordering step (iclm) records where it placed the row and in which group (ICLM's path)
+    show_order = any(r.get("position") is not None or r.get("group") is not None for r in h.records)
+    cols = ["dataset", "step"] + (["row id"] if show_id else []) + ["decision", "score", "reason"] + (
+        ["position", "path"] if show_order else []) + (["detail"] if show_detail else [])
     for col in cols:
         t.add_column(col, overflow="fold")
     for r in h.records:
         colour = {"keep": "green", "drop": "red", "quarantine": "yellow"}[r["decision"]]
         cells = [r["dataset"], r["step"]] + ([r["row_id"]] if show_id else []) + [
             f"[{colour}]{r['decision']}[/]", "-" if r["score"] is None else f"{r['score']:.4g}", r["reason"] or ""]
+        if show_order:
+            cells += ["-" if r.get(c) is None else str(r[c]) for c in ("position", "group")]
         t.add_row(*cells, *([r["detail"] or ""] if show_detail else []))
     console.print(t)
     for m in h.matched_items:
@@ -102,6 +107,9 @@ def print_diff(console: Console, d: dict) -> None:
             continue
         console.print(f"stage dataset [bold]{mix}[/]: {info['rows_a']} -> {info['rows_b']} rows; "
                       f"{info['left']} left, {info['entered']} entered")
+        if info.get("reordered"):
+            console.print(f"  the {info['reordered']['common']} rows in both runs are in another order in B "
+                          f"({info['reordered']['moved']} at another place among them: another seed, or an ordering step such as iclm)")
         for label in ("left", "entered"):
             for g in info[f"{label}_by_cause"]:
                 console.print(f"  {label:7} {g['rows']:>7}  {g['cause']}   e.g. {', '.join(g['examples'])}",

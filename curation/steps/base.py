@@ -12,8 +12,14 @@ A step is a class with
   decontamination), whose content hashes join its cache key,
 * ``cache_inputs(params)`` -- identity of local files its options name (a classifier, scoring
   models), joined to its cache key when not empty,
+* ``model_refs(params)`` -- models it runs (``base``, or paths), lent by ``ctx.model(name)``;
+  each model's identity joins its cache key,
 * ``decide(rows) -> Decisions``: one keep flag per row, an optional score, and a reason for every
   dropped row (``code`` or ``code:detail``, e.g. ``duplicate_of:3fa2...``).
+* ``row_kinds`` -- the row kinds it takes (None: any); ``recipe validate`` checks a mixture's
+  declared kinds against it,
+* ``orders`` -- whether its decisions carry an ``order`` (the rows' output order matters to what
+  consumes them: ``recipe validate`` refuses a stage that would discard it),
 
 A step never removes rows itself; the runner applies the decisions and appends them to the
 ledger, so every drop has a record. Selectors with a budget return the same shape.
@@ -40,12 +46,32 @@ class StepError(Exception):
 
 @dataclass
 class Decisions:
+    """One step's decisions, one entry per input row.
+
+    ``order`` (optional; a step that *orders* its rows, e.g. ``iclm``): each kept row's position in
+    the step's output, a permutation of ``0..kept-1`` over the kept rows (dropped rows: any value,
+    stored as -1). The runner writes the kept rows in that order and records each position in the
+    ledger. Without it the kept rows keep their input order -- so a later step that only filters
+    preserves an earlier step's order. ``group`` (optional): a group id per row (ICLM's path; -1 for
+    none), recorded in the ledger for every row, kept or dropped.
+    """
+
     keep: np.ndarray
     score: np.ndarray | None = None
     reason: list[str | None] | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # JSON-able facts for the data card
+    order: np.ndarray | None = None
+    group: np.ndarray | None = None
+
+    def kept_indices(self) -> list[int]:
+        """Input indices of the kept rows, in output order (``order`` when given, else input order)."""
+        kept = np.flatnonzero(self.keep)
+        if self.order is not None:
+            kept = kept[np.argsort(self.order[kept], kind="stable")]
+        return kept.tolist()
 
     def __post_init__(self):
+        self._check_order()
         self.keep = np.asarray(self.keep, dtype=bool)
         n = len(self.keep)
         if self.score is not None:
@@ -60,6 +86,22 @@ class Decisions:
             if not self.reason[i]:
                 raise ValueError(f"row {i} is dropped without a reason")
 
+    def _check_order(self) -> None:
+        self.keep = np.asarray(self.keep, dtype=bool)
+        n, kept = len(self.keep), int(self.keep.sum())
+        for name in ("order", "group"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = np.array(value, dtype=np.int64)  # a copy: dropped rows' order is reset below
+            if value.shape != (n,):
+                raise ValueError(f"{name} has {value.size} values for {n} rows")
+            setattr(self, name, value)
+        if self.order is not None:
+            if not np.array_equal(np.sort(self.order[self.keep]), np.arange(kept)):
+                raise ValueError(f"order must give the {kept} kept rows the positions 0..{kept - 1}, each once")
+            self.order[~self.keep] = -1
+
 
 @dataclass
 class StepContext:
@@ -71,6 +113,17 @@ class StepContext:
     source_loader: Callable[[str], datasets.Dataset] | None = None
     progress: Callable[[str, int], Any] | None = None  # (description, total) -> rich-like task
     cache_root: Path | None = None  # the run's cache root: shared stores (e.g. embeddings/) live under it
+    # a model the step names (`base` = the recipe's base model, or a path) -> a loadable model dir or Hub id
+    model_loader: Callable[[str], Any] | None = None
+
+    def model(self, name: str):
+        """The model directory (or Hub id) of ``name``: ``base`` is the recipe's base model (the tiny
+        model is built into the cache on first use), anything else a path or Hub id as given."""
+        if self.model_loader is not None:
+            return self.model_loader(name)
+        if name == "base":
+            raise StepError("this step uses the recipe's base model, but the runner gave it no model loader")
+        return name
 
     def tokenizer(self):
         if self.tokenizer_loader is None:
@@ -100,6 +153,8 @@ class Step:
     uses_tokenizer: ClassVar[bool] = False
     # options naming eval items: the loader lets a declared eval's name (or `all_evals`) stand for sources
     eval_targets: ClassVar[tuple[str, ...]] = ()
+    row_kinds: ClassVar[frozenset[str] | None] = None  # the row kinds it takes (None: any)
+    orders: ClassVar[bool] = False  # its Decisions carry an `order` the runner applies
 
     def __init__(self, params: BaseModel, ctx: StepContext):
         self.params = params
@@ -107,6 +162,13 @@ class Step:
 
     @classmethod
     def reads_sources(cls, params: BaseModel) -> list[str]:
+        return []
+
+    @classmethod
+    def model_refs(cls, params: BaseModel) -> list[str]:
+        """Models the step's decisions depend on: ``base`` (the recipe's base model) or paths / Hub
+        ids. The plan joins each one's identity to the step's cache key (the base model's plan node
+        key; a path's content fingerprint) and the runner lends them through ``ctx.model(name)``."""
         return []
 
     @classmethod

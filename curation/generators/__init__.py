@@ -9,7 +9,7 @@ from curation.registry import Registry
 
 
 def load_builtin_generators() -> None:
-    from curation.generators import arithmetic, web_text  # noqa: F401  (register themselves)
+    from curation.generators import arithmetic, related_docs, web_text  # noqa: F401  (register themselves)
 
 
 GENERATORS: Registry = Registry("generator", builtins=load_builtin_generators)

@@ -9,11 +9,23 @@ pretraining, attention crosses document boundaries); ``bfd`` packs whole documen
 (truncating overflow) and is padding-free, which only isolates documents with FlashAttention.
 Without packing each document is one (truncated) sequence, and ``id``, ``skill`` and ``metadata``
 stay in the trainer's dataset.
+
+Document order (``order``): ``dataset`` (default) packs the documents in the curated dataset's
+order -- TRL's ``shuffle_dataset`` stays off, so ``wrapped`` packing concatenates them as they come
+and only the finished windows are shuffled by the trainer's sampler: documents are never moved
+between windows. That is what an ordering step needs (``iclm``: related documents next to each other
+share a window). ``shuffle`` shuffles the documents (seeded) before packing (TRL's
+``shuffle_dataset``): random packing of the same documents, ICLM's baseline. An unordered dataset is
+already in the mixture's seeded random order, so ``dataset`` is random packing there too.
+``recipe validate`` refuses ``packing_strategy: bfd`` (it regroups documents by length) and
+``packing: false`` on the dataset of an ordering step unless ``order: shuffle`` says the order may go.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar, Literal
+
+from pydantic import Field
 
 from training.common import StageContext, TrainResult, lora_config, save_final, trainer_args
 from training.config import LOSS_REDUCTION, StageBase
@@ -32,6 +44,9 @@ class PretrainStage(StageBase):
     loss_reduction: Literal["mean", "sum"] = LOSS_REDUCTION
     packing: bool = True
     packing_strategy: Literal["wrapped", "bfd"] = "wrapped"
+    order: Literal["dataset", "shuffle"] = Field("dataset", description="dataset: pack documents in the curated order "
+                                                 "(an iclm order is kept; windows are shuffled, documents never move "
+                                                 "between them); shuffle: shuffle documents before packing")
 
     def row_kinds_hint(self, bad: set[str]) -> str:
         return " (use a `kind: sft` stage for chat/verifiable data, or a source with `kind: text`)"
@@ -79,6 +94,7 @@ def build_trainer(ctx: StageContext):
         max_length=stage.max_length,
         packing=stage.packing,
         packing_strategy=stage.packing_strategy,
+        shuffle_dataset=stage.order == "shuffle",  # off: documents are packed in dataset order (an iclm order)
         completion_only_loss="prompt" in train.column_names,  # a metadata prefix (meco) is context, not a target
         assistant_only_loss=False,
     )

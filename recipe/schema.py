@@ -230,7 +230,7 @@ class Recipe(Strict):
                 errors.append((("selection", mix), f"names no mixture; mixtures are {sorted(self.mixtures)}"))
         names = []
         for i, stage in enumerate(self.stages):
-            if stage.data not in self.mixtures:
+            if stage.data is not None and stage.data not in self.mixtures:  # None: a kind without data (prune)
                 errors.append((("stages", i, "data"), f"{stage.data!r} names no mixture; mixtures are {sorted(self.mixtures)}"))
             for key, ref in stage.model_refs().items():  # `from` and each kind's model keys (DPO's `ref`)
                 if ref not in ("previous", "base") and ref not in names and "/" not in ref:

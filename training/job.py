@@ -55,7 +55,7 @@ def run_job(job: dict, callbacks: list | None = None, trainer_hooks: list | None
 
     stage = stage_config(job)
     sets = job["datasets"]
-    train = datasets.Dataset.from_parquet(sets["train"])
+    train = datasets.Dataset.from_parquet(sets["train"]) if sets.get("train") else None  # None: a kind without data
     validation = {name: datasets.Dataset.from_parquet(p) for name, p in (sets.get("validation") or {}).items()}
     stage_dir = Path(job["stage_dir"])
     with load_policy(job.get("revisions"), job.get("trust_remote_code", False)):

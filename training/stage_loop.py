@@ -66,7 +66,7 @@ class StageLoop:
             manifest["stages"].append({
                 "name": node.name, "kind": kind, "key": node.key, "from": node.extra["start"],
                 "input_model": str(run.model_dir_of(node.extra["start"])), "data": stage.data,
-                "data_key": node.describe["data"], "rows": len(curated[stage.data]),
+                "data_key": node.describe["data"], "rows": len(curated[stage.data]) if stage.data is not None else None,
                 "output": str(sdir / "final"), "adapter_only": bool(stage.peft and not stage.merge),
                 "status": "done" if node.cached else "pending"})
         self._write_manifest(manifest)
@@ -104,7 +104,8 @@ class StageLoop:
         if resume_here:
             entry["resumed_from"] = resume_checkpoint(sdir, warn=lambda m: run.console.print(f"  [yellow]warning:[/] {m}"))
         self._write_manifest(manifest)
-        job = self.prepare_job(node, entry["input_model"], curated[stage.data], resume_here)
+        rows = curated[stage.data] if stage.data is not None else None  # None: a kind without data (prune)
+        job = self.prepare_job(node, entry["input_model"], rows, resume_here)
         job_path = write_job(job, sdir)
         (sdir / RESULT_FILE).unlink(missing_ok=True)
         if run.launch:
@@ -137,6 +138,8 @@ class StageLoop:
             i = node.extra["index"]
             stage = self.recipe.stages[i]
             where = f"stages[{i}] ({node.name})"
+            if stage.data is None:  # a kind without data (prune): nothing to check
+                continue
             try:
                 check_stage_data(stage, curated[stage.data])
                 for name, rows in self.validation_sets(stage).items():
@@ -201,8 +204,8 @@ class StageLoop:
         sdir = stage_dir(self.out, i, kind_name)
         data_dir = sdir / "data"
         kind = STAGE_KINDS.get(kind_name)
-        train_path = (self.out / "datasets" / f"{stage.data}.parquet").resolve()
-        if kind.prepare is not None:
+        train_path = (self.out / "datasets" / f"{stage.data}.parquet").resolve() if stage.data is not None else None
+        if kind.prepare is not None and rows is not None:
             def load_start():
                 from training.models import load_model, load_tokenizer
 
@@ -229,7 +232,7 @@ class StageLoop:
         return {"stage": run.loaded.resolved["stages"][i], "start_model": str(start_model),
                 "adapter": adapter_mode(stage), "models": models, "dtype": m.dtype,
                 "revisions": {m.path: m.revision} if m.path else {}, "trust_remote_code": m.trust_remote_code,
-                "datasets": {"train": str(train_path), "validation": validation},
+                "datasets": {"train": str(train_path) if train_path else None, "validation": validation},
                 "stage_dir": str(sdir.resolve()), "seed": self.recipe.seed, "resume": resume,
                 "continued": node.extra["start"] != "base", "run_name": f"{self.recipe.name}/{node.name}",
                 "hook_inputs": hook_inputs}

@@ -2,7 +2,7 @@
 
 from curation.registry import Registry
 
-_BUILTIN = ("exact_dedup", "length", "semantic_dedup", "minhash_dedup", "decontaminate", "response_length", "repetition", "empty_turns", "garbage", "quality_classifier", "preselect")
+_BUILTIN = ("exact_dedup", "length", "semantic_dedup", "minhash_dedup", "decontaminate", "response_length", "repetition", "empty_turns", "garbage", "quality_classifier", "preselect", "random_subset", "paser", "iclm")
 
 
 def load_builtin_steps() -> None:

@@ -3,6 +3,7 @@
     python benchmarks/method_sweep.py skill_it      # = recipe sweep recipes/sweeps/skill_it.yaml --out ...
     python benchmarks/method_sweep.py meco
     python benchmarks/method_sweep.py reweight
+    python benchmarks/method_sweep.py iclm          # ICLM order vs random packing of the same documents
 
 Copies the sweep's summary.json (``{command, metric, lower_is_better, method, baseline, seeds,
 variants: {NAME: {per_seed, mean, std}}}``) to benchmarks/results/<method>.json, with summary.png,

@@ -59,3 +59,28 @@ def test_two_ranks_make_the_same_hook_decisions(tmp_path):
     assert rank0[1]["from_eval_at_step"] == 2
     exposure = json.loads((out / "manifest.json").read_text())["stages"][0]["exposure"]
     assert exposure["consumed"] == 6 * 4 * 2  # steps x per-device batch x 2 ranks
+
+
+def test_mates_probes_on_both_ranks_and_trains_on_one_selection(tmp_path):
+    """2 ranks: each probes half of the candidates, rank 0 fits and selects, both train on its selection."""
+    from tests.training.test_mates import _recipe
+
+    r = _recipe()
+    r["stages"][0].update(max_steps=6, save_steps=None)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(r, sort_keys=False))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
+           "RECIPE_KIT_HOOK_LOG_ALL_RANKS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "recipe.cli", "train", str(path), "--out", str(out), "--gpus", "2"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    folder = out / "stages" / "0-sft" / "hooks" / "mates"
+    rank0 = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    rank1 = [json.loads(line) for line in (folder / "log.rank1.jsonl").read_text().splitlines()]
+    assert [x["round"] for x in rank0] == [x["round"] for x in rank1] == [1]
+    assert rank0[0]["probes_per_rank"] == [5, 5] and rank1[0]["probed_here"] == 5
+    assert rank0[0]["selected_sha"] == rank1[0]["selected_sha"]
+    assert rank0[0]["selected"] == 3 * 4 * 2  # select_every x per-device batch x 2 ranks
+    exposure = json.loads((out / "manifest.json").read_text())["stages"][0]["exposure"]
+    assert exposure["consumed"] == 6 * 4 * 2

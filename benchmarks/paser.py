@@ -18,6 +18,9 @@
    per skill for every variant, the model before and after pruning, what each selection holds by
    skill, and PASER's own facts (CDS and budget per cluster, rows the concept filter rejected,
    budget left unspent) -- what the "why" in paser.md is read from.
+4. Writes benchmarks/results/rs2.json (+ rs2.png): the same sweep's RS2 comparison as the RS2 paper
+   makes it (Okanovic et al. 2023: a fresh random 10% every epoch vs one static random 10%, the same
+   steps; the whole pool for reference), baseline random_10.
 """
 
 from __future__ import annotations
@@ -131,6 +134,18 @@ def markdown(det: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rs2_results(summary: dict, results: Path) -> dict:
+    """RS2's own comparison from the PASER sweep: rs2 vs the static random 10% (same steps) and the full pool."""
+    from recipe.sweep import _plot
+
+    out = {**summary, "method": "rs2", "baseline": "random_10",
+           "command": summary["command"] + "; rs2.json: its random_10, rs2 and full variants",
+           "variants": {k: summary["variants"][k] for k in ("random_10", "rs2", "full")}}
+    (results / "rs2.json").write_text(json.dumps(out, indent=1))
+    _plot(out, results / "rs2.png")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default=None, help="comma-separated (default: the sweep file's 0,1,2)")
@@ -163,7 +178,11 @@ def main() -> None:
     results = ROOT / "benchmarks" / "results"
     for src, dst in (("summary.json", "paser.json"), ("summary.png", "paser.png"), ("metrics.json", "paser_metrics.json")):
         shutil.copy(sweep_dir / src, results / dst)
-    seeds = json.loads((sweep_dir / "summary.json").read_text())["seeds"]
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    summary["command"] = "python benchmarks/paser.py " + " ".join(sys.argv[1:]) + f"  # runs: {summary['command']}"
+    (results / "paser.json").write_text(json.dumps(summary, indent=1))
+    seeds = summary["seeds"]
+    rs2_results(summary, results)
     det = details(sweep_dir, seeds)
     det["alpaca"] = bool(splits)
     (results / "paser_details.json").write_text(json.dumps(det, indent=1))

@@ -20,7 +20,8 @@
    budget left unspent) -- what the "why" in paser.md is read from.
 4. Writes benchmarks/results/rs2.json (+ rs2.png): the same sweep's RS2 comparison as the RS2 paper
    makes it (Okanovic et al. 2023: a fresh random 10% every epoch vs one static random 10%, the same
-   steps; the whole pool for reference), baseline random_10.
+   steps; the whole pool for reference), baseline random_10; and random_subset.json (+ .png): random
+   10% and 20% against the whole pool (baseline full), what a random budget costs.
 """
 
 from __future__ import annotations
@@ -134,15 +135,15 @@ def markdown(det: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rs2_results(summary: dict, results: Path) -> dict:
-    """RS2's own comparison from the PASER sweep: rs2 vs the static random 10% (same steps) and the full pool."""
+def subset_results(summary: dict, results: Path, method: str, baseline: str, variants: tuple[str, ...]) -> dict:
+    """One method's own comparison out of the PASER sweep (``<method>.json`` and ``.png``)."""
     from recipe.sweep import _plot
 
-    out = {**summary, "method": "rs2", "baseline": "random_10",
-           "command": summary["command"] + "; rs2.json: its random_10, rs2 and full variants",
-           "variants": {k: summary["variants"][k] for k in ("random_10", "rs2", "full")}}
-    (results / "rs2.json").write_text(json.dumps(out, indent=1))
-    _plot(out, results / "rs2.png")
+    out = {**summary, "method": method, "baseline": baseline,
+           "command": summary["command"] + f"; {method}.json: its {', '.join(variants)} variants",
+           "variants": {k: summary["variants"][k] for k in variants}}
+    (results / f"{method}.json").write_text(json.dumps(out, indent=1))
+    _plot(out, results / f"{method}.png")
     return out
 
 
@@ -182,7 +183,10 @@ def main() -> None:
     summary["command"] = "python benchmarks/paser.py " + " ".join(sys.argv[1:]) + f"  # runs: {summary['command']}"
     (results / "paser.json").write_text(json.dumps(summary, indent=1))
     seeds = summary["seeds"]
-    rs2_results(summary, results)
+    # RS2 as its paper compares it: a fresh random 10% per epoch vs one static random 10%, same steps
+    subset_results(summary, results, "rs2", "random_10", ("random_10", "rs2", "full"))
+    # the random_subset step itself: what training on a random 10% / 20% costs against the whole pool
+    subset_results(summary, results, "random_subset", "full", ("full", "random_10", "random_20"))
     det = details(sweep_dir, seeds)
     det["alpaca"] = bool(splits)
     (results / "paser_details.json").write_text(json.dumps(det, indent=1))

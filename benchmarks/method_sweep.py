@@ -43,6 +43,48 @@ def meco_tokens(out: Path, results: Path) -> dict:
     return out_doc
 
 
+def mates_details(out: Path, results: Path) -> dict:
+    """What MATES chose, round by round: the influence model's Spearman, the probing cost, and the
+    selection by source, by quality label and by style (web_text's metadata), plus the held-out loss
+    per style for every variant -- what the "why" in mates.md is read from."""
+    from collections import Counter
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    summary = json.loads((out / "summary.json").read_text())
+    det: dict = {"rounds": {}, "held_out_loss_by_style": {}}
+    for seed in summary["seeds"]:
+        run = out / "mates" / f"seed{seed}"
+        pool = pq.read_table(run / "datasets" / "pool.parquet", columns=["metadata"]).column("metadata").to_pylist()
+        meta = [json.loads(m) if m else {} for m in pool]
+        hook = run / "stages" / "0-pretrain" / "hooks" / "mates"
+        rounds = []
+        for line in (hook / "log.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            if "spearman" not in rec:
+                continue
+            with np.load(hook / f"round-{rec['round']}.npz") as z:
+                chosen = z["pool"][z["selected"]]
+            rounds.append({"round": rec["round"], "step": rec["step"], "spearman": rec["spearman"],
+                           "seconds_per_probe": rec["seconds_per_probe"], "selected_by_source": rec["selected_by_source"],
+                           "selected_by_quality": dict(Counter(meta[i].get("quality") for i in chosen).most_common()),
+                           "selected_by_style": dict(Counter(meta[i].get("style") for i in chosen).most_common())})
+        det["rounds"][seed] = rounds
+    det["pool_by_quality"] = dict(Counter(m.get("quality") for m in meta).most_common())
+    det["pool_by_style"] = dict(Counter(m.get("style") for m in meta).most_common())
+    for variant in summary["variants"]:
+        per: dict = {}
+        for seed in summary["seeds"]:
+            res = json.loads((out / variant / f"seed{seed}" / "eval" / "results.json").read_text())
+            by = res["evals"]["held_out"]["models"]["pretrain"]["metrics"]["loss"].get("by_skill", {}).get("loss", {})
+            for style, val in by.items():
+                per.setdefault(style, []).append(val)
+        det["held_out_loss_by_style"][variant] = {k: sum(v) / len(v) for k, v in sorted(per.items())}
+    (results / "mates_details.json").write_text(json.dumps(det, indent=1))
+    return det
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("method")
@@ -59,6 +101,8 @@ def main() -> None:
     for src, dst in (("summary.json", f"{args.method}.json"), ("summary.md", f"{args.method}.md"),
                      ("summary.png", f"{args.method}.png"), ("metrics.json", f"{args.method}_metrics.json")):
         shutil.copy(out / src, results / dst)
+    if args.method == "mates":
+        mates_details(out, results)
     if args.method == "meco":
         print(json.dumps(meco_tokens(out, results), indent=1))
     print((results / f"{args.method}.md").read_text()[:2000])

@@ -7,7 +7,7 @@
    subtraction and multiplication, plus 2,000 Alpaca instructions when ../shared/data/alpaca is
    present (skipped cleanly otherwise).
 2. Sweeps recipes/sweeps/paser.yaml from that model (``model.init=null model.path=<original>``, an
-   override applied to every variant): prune 50% of the MLP weights -> select -> LoRA recovery, 3
+   override applied to every variant): prune 80% of the MLP weights (50% costs the tiny original nothing: see recipes/paser_tiny.yaml) -> select -> LoRA recovery, 3
    epochs, for PASER at 10% and 20% of the pool, PASER at 10% without its concept filter, random
    10% / 20%, RS2 (a fresh random 10% every epoch: the 10% variants' steps) and the whole pool; the
    pool gets 1,000 other Alpaca rows and a 200-row Alpaca test set when the shared data is there.
@@ -38,7 +38,8 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ALPACA = ROOT.parent / "shared" / "data" / "alpaca" / "alpaca_5000.json"
+# the shared data next to the checkout (RECIPE_KIT_SHARED names it elsewhere, e.g. from a git worktree)
+ALPACA = Path(os.environ.get("RECIPE_KIT_SHARED", ROOT.parent / "shared")) / "data" / "alpaca" / "alpaca_5000.json"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
 
 

@@ -28,7 +28,7 @@ class UnknownName(KeyError):
             msg += f"; did you mean {self.suggestion!r}?"
         msg += f" Known: {', '.join(sorted(known)) or 'none'}"
         if not why:
-            msg += f"; or give a dotted path 'package.module:Name'."
+            msg += "; or give a dotted path 'package.module:Name'."
         super().__init__(msg)
 
     def __str__(self) -> str:  # KeyError quotes its message otherwise

@@ -176,8 +176,6 @@ def make_plan(loaded: LoadedRecipe, cache: Cache, out: Path, num_processes: int 
             describe["hooks"] = [{name: HOOKS.get(name).version} for item in stage.hooks for name in item]
         key = stable_hash(describe)
         for item in stage.hooks:  # a hook's costly cached preparation (a Skill-it graph estimate) is a node too
-            from training.hooks import HOOKS
-
             (hname, hopts), = item.items()
             cls = HOOKS.get(hname)
             cost = cls.plan_cost(cls.Params.model_validate(hopts or {}), stage)

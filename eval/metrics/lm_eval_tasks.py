@@ -50,11 +50,9 @@ class LmEvalParams(BaseModel):
 
 def _lm_eval():
     try:
-        import lm_eval  # noqa: F401
+        import lm_eval
     except ImportError:
         raise MetricError(f"the lm_eval metric needs lm-evaluation-harness: {INSTALL}") from None
-    import lm_eval
-
     return lm_eval
 
 

@@ -1,7 +1,6 @@
 """response_length, repetition (Gopher), empty_turns, garbage: decisions, reason codes, scores."""
 
 import datasets
-import numpy as np
 
 from curation.rows import FEATURES, make_row, rows_to_dataset
 from curation.steps.base import StepContext

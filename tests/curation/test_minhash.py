@@ -1,6 +1,5 @@
 """MinHash/LSH core (curation.minhash, curation.shingles) and the minhash_dedup step."""
 
-import json
 import random
 
 import numpy as np

@@ -4,9 +4,6 @@ start with that prompt turn (tulu3-fidelity.md, ranked mismatch 1)."""
 
 import json
 
-import datasets
-import pytest
-
 from curation.sources import load_source
 from recipe.schema import FileSource
 from tests.conftest import ROOT

@@ -1,6 +1,5 @@
 """Bad recipes: each gets a clear message (key path, value, suggestion, file), no traceback, non-zero exit."""
 
-import copy
 
 from tests.conftest import tiny_recipe
 

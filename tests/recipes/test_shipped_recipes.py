@@ -2,7 +2,6 @@
 (anchors.md; methods.md §7): lr, schedule, warm-up, epochs, effective batch 128
 (= batch_size x grad_accum x launch.num_processes), max length, DPO beta, RLVR reward 10."""
 
-from pathlib import Path
 
 import pytest
 import yaml

@@ -37,6 +37,21 @@ def test_two_process_cpu_stage(tmp_path):
     assert manifest["stages"][0]["status"] == "done"
 
 
+def _train_on_two_ranks(recipe: dict, tmp_path, hook: str):
+    """`recipe train --gpus 2` (2 CPU ranks, gloo) with every rank logging; (out, rank 0's and rank 1's hook log)."""
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
+           "RECIPE_KIT_HOOK_LOG_ALL_RANKS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "recipe.cli", "train", str(path), "--out", str(out), "--gpus", "2"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    folder = out / "stages" / "0-sft" / "hooks" / hook
+    logs = [[json.loads(line) for line in (folder / name).read_text().splitlines()] for name in ("log.jsonl", "log.rank1.jsonl")]
+    return out, logs[0], logs[1]
+
+
 def test_two_ranks_make_the_same_hook_decisions(tmp_path):
     """Under a 2-process launch every rank builds the same Skill-it sampler from the same seed and
     evaluations (and takes rank 0's weights): both ranks log the same rounds."""
@@ -44,17 +59,7 @@ def test_two_ranks_make_the_same_hook_decisions(tmp_path):
 
     r = _skill_recipe()
     r["stages"][0].update(max_steps=6, save_steps=None, batch_size=4)
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(r, sort_keys=False))
-    out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
-           "RECIPE_KIT_HOOK_LOG_ALL_RANKS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "recipe.cli", "train", str(path), "--out", str(out), "--gpus", "2"],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    folder = out / "stages" / "0-sft" / "hooks" / "skill_it"
-    rank0 = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
-    rank1 = [json.loads(line) for line in (folder / "log.rank1.jsonl").read_text().splitlines()]
+    out, rank0, rank1 = _train_on_two_ranks(r, tmp_path, "skill_it")
     assert len(rank0) == 2 and [r["weights"] for r in rank0] == [r["weights"] for r in rank1]
     assert rank0[1]["from_eval_at_step"] == 2
     exposure = json.loads((out / "manifest.json").read_text())["stages"][0]["exposure"]
@@ -67,17 +72,7 @@ def test_mates_probes_on_both_ranks_and_trains_on_one_selection(tmp_path):
 
     r = _recipe()
     r["stages"][0].update(max_steps=6, save_steps=None)
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(r, sort_keys=False))
-    out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
-           "RECIPE_KIT_HOOK_LOG_ALL_RANKS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "recipe.cli", "train", str(path), "--out", str(out), "--gpus", "2"],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    folder = out / "stages" / "0-sft" / "hooks" / "mates"
-    rank0 = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
-    rank1 = [json.loads(line) for line in (folder / "log.rank1.jsonl").read_text().splitlines()]
+    out, rank0, rank1 = _train_on_two_ranks(r, tmp_path, "mates")
     assert [x["round"] for x in rank0] == [x["round"] for x in rank1] == [1]
     assert rank0[0]["probes_per_rank"] == [5, 5] and rank1[0]["probed_here"] == 5
     assert rank0[0]["selected_sha"] == rank1[0]["selected_sha"]

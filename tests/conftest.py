@@ -66,6 +66,20 @@ def cli():
     return _run
 
 
+def train_recipe(tmp: Path, recipe: dict) -> tuple[Path, Path, str]:
+    """Write ``recipe`` to ``tmp/r.yaml`` and run ``recipe train`` on it into ``tmp/run`` (module-scoped
+    fixtures train once and share the run): (recipe path, run dir, CLI output)."""
+    from typer.testing import CliRunner
+
+    from recipe.cli import app
+
+    path = tmp / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    res = CliRunner().invoke(app, ["train", str(path), "--out", str(tmp / "run")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return path, tmp / "run", res.output
+
+
 def tiny_recipe(**over) -> dict:
     """A minimal valid recipe (generated arithmetic, tiny model, a few SFT steps)."""
     recipe = {

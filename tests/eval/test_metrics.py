@@ -44,17 +44,9 @@ def _recipe(**over):
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    import yaml
-    from typer.testing import CliRunner
+    from tests.conftest import train_recipe
 
-    from recipe.cli import app
-
-    tmp = tmp_path_factory.mktemp("evals")
-    path = tmp / "r.yaml"
-    path.write_text(yaml.safe_dump(_recipe(), sort_keys=False))
-    res = CliRunner().invoke(app, ["train", str(path), "--out", str(tmp / "run")], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return path, tmp / "run", res.output
+    return train_recipe(tmp_path_factory.mktemp("evals"), _recipe())
 
 
 def test_results_report_every_eval_model_and_metric(evaluated):

@@ -9,9 +9,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from tests.conftest import tiny_recipe
+from tests.conftest import tiny_recipe, train_recipe
 
 SMALL = {"batch_size": 8, "max_length": 48, "lr": 1e-3, "logging_steps": 1}
 
@@ -29,16 +28,9 @@ def _skill_recipe(**hook):
 
 @pytest.fixture(scope="module")
 def skill_run(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from recipe.cli import app
-
     tmp = tmp_path_factory.mktemp("skillit")
-    path = tmp / "r.yaml"
-    path.write_text(yaml.safe_dump(_skill_recipe(), sort_keys=False))
-    res = CliRunner().invoke(app, ["train", str(path), "--out", str(tmp / "run")], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return tmp, tmp / "run" / "stages" / "0-sft"
+    _, run, _ = train_recipe(tmp, _skill_recipe())
+    return tmp, run / "stages" / "0-sft"
 
 
 def _log(sdir, hook):

@@ -8,27 +8,19 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
-from tests.conftest import ROOT, tiny_recipe
+from tests.conftest import ROOT, tiny_recipe, train_recipe
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from recipe.cli import app
-
     tmp = tmp_path_factory.mktemp("job")
     r = tiny_recipe(eval={})
     r["sources"]["arith_val"] = {"generate": "arithmetic", "n": 12, "skills": ["add", "sub"], "max_operand": 9,
                                  "split": "test", "seed": 5}
     r["stages"][0].update(max_steps=4, validation={"data": "arith_val", "by": "skill", "every": 2})
-    path = tmp / "r.yaml"
-    path.write_text(yaml.safe_dump(r, sort_keys=False))
-    res = CliRunner().invoke(app, ["train", str(path), "--out", str(tmp / "run")], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return tmp, tmp / "run" / "stages" / "0-sft"
+    _, run, _ = train_recipe(tmp, r)
+    return tmp, run / "stages" / "0-sft"
 
 
 def _weights(final):

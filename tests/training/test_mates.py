@@ -8,9 +8,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from tests.conftest import tiny_recipe
+from tests.conftest import tiny_recipe, train_recipe
 
 MATES = {"select_every": 3, "warmup_steps": 3, "probes": 10, "ratio": 0.5, "influence": {"epochs": 1, "batch_size": 8}}
 
@@ -27,16 +26,9 @@ def _recipe(**hook):
 
 @pytest.fixture(scope="module")
 def mates_run(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from recipe.cli import app
-
     tmp = tmp_path_factory.mktemp("mates")
-    path = tmp / "r.yaml"
-    path.write_text(yaml.safe_dump(_recipe(), sort_keys=False))
-    res = CliRunner().invoke(app, ["train", str(path), "--out", str(tmp / "run")], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return tmp, tmp / "run" / "stages" / "0-sft"
+    _, run, _ = train_recipe(tmp, _recipe())
+    return tmp, run / "stages" / "0-sft"
 
 
 def _log(sdir):

@@ -20,6 +20,12 @@ A step is a class with
   declared kinds against it,
 * ``orders`` -- whether its decisions carry an ``order`` (the rows' output order matters to what
   consumes them: ``recipe validate`` refuses a stage that would discard it),
+* ``row_local`` -- a row's decision depends on that row alone. Such a step implements
+  ``decide_batch(table) -> Decisions`` over a ``pyarrow.Table`` of canonical rows (vectorised with
+  ``pyarrow.compute`` / numpy where it can be, ``curation.columns`` gives the row texts) and
+  ``summarise(decisions) -> extras`` over the merged decisions; the runner decides the rows in
+  shards, on several processes when ``parallel_ok`` and the step needs no tokenizer, model or
+  other source (``curation.row_local``), and ``decide(rows)`` is ``decide_batch`` of the whole table.
 
 A step never removes rows itself; the runner applies the decisions and appends them to the
 ledger, so every drop has a record. Selectors with a budget return the same shape.
@@ -33,6 +39,7 @@ from typing import Any, Callable, ClassVar
 
 import datasets
 import numpy as np
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 
@@ -155,6 +162,8 @@ class Step:
     eval_targets: ClassVar[tuple[str, ...]] = ()
     row_kinds: ClassVar[frozenset[str] | None] = None  # the row kinds it takes (None: any)
     orders: ClassVar[bool] = False  # its Decisions carry an `order` the runner applies
+    row_local: ClassVar[bool] = False  # decide_batch(table) over any shard gives that shard's decisions
+    parallel_ok: ClassVar[bool] = True  # a row-local step a worker process can rebuild from its options
 
     def __init__(self, params: BaseModel, ctx: StepContext):
         self.params = params
@@ -177,5 +186,20 @@ class Step:
         key, so replacing such a file re-runs the step. Use :func:`path_fingerprint`."""
         return {}
 
-    def decide(self, rows: datasets.Dataset) -> Decisions:  # pragma: no cover - interface
+    def decide(self, rows: datasets.Dataset) -> Decisions:
+        """The step's decisions for ``rows``; a row-local step's are ``decide_batch`` of the whole table."""
+        if not self.row_local:  # pragma: no cover - interface
+            raise NotImplementedError
+        from curation.columns import table_of
+
+        decisions = self.decide_batch(table_of(rows))
+        decisions.extras = self.summarise(decisions)
+        return decisions
+
+    def decide_batch(self, table: pa.Table) -> Decisions:  # pragma: no cover - interface
+        """Row-local steps: the decisions for the rows of ``table`` (any contiguous shard of the input)."""
         raise NotImplementedError
+
+    def summarise(self, decisions: Decisions) -> dict[str, Any]:
+        """Row-local steps: the card facts (``extras``) of the merged decisions of all shards."""
+        return decisions.extras

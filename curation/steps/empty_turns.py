@@ -11,6 +11,9 @@ such as "Paris" or "42" legitimately lack a full stop.
 Reason codes: ``empty_turn:<field>[<i>]`` (``field`` is messages/prompt/chosen/rejected),
 ``no_assistant_turn``, ``empty_ground_truth``, ``truncated_response:<last 20 chars>``.
 Score: the number of problems found in the row (0 for kept rows).
+
+Row-local: the checks are per-row Python over the turn columns of each shard (``to_pylist`` of
+the columns it reads, not row-by-row access to a dataset).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class EmptyTurns(Step):
     name = "empty_turns"
     version = "1"
     Params = EmptyTurnsParams
+    row_local = True
+    _COLUMNS = ("kind", "messages", "prompt", "chosen", "rejected", "ground_truth", "text")
 
     def _problems(self, row) -> list[str]:
         p = self.params
@@ -76,20 +81,17 @@ class EmptyTurns(Step):
                     out.append("truncated_response:" + end[-20:].replace("\n", " ").replace(":", " "))
         return out
 
-    def decide(self, rows) -> Decisions:
-        n = len(rows)
+    def decide_batch(self, table) -> Decisions:
+        n = table.num_rows
         keep = np.ones(n, dtype=bool)
         score = np.zeros(n)
         reason: list[str | None] = [None] * n
-        i = 0
-        for batch in rows.iter(batch_size=10000):
-            keys = list(batch)
-            for vals in zip(*(batch[k] for k in keys)):
-                problems = self._problems(dict(zip(keys, vals)))
-                if problems:
-                    keep[i] = False
-                    score[i] = len(problems)
-                    reason[i] = problems[0]
-                i += 1
+        rows = table.select([c for c in self._COLUMNS if c in table.column_names]).to_pylist()
+        for i, row in enumerate(rows):
+            problems = self._problems({c: row.get(c) for c in self._COLUMNS})
+            if problems:
+                keep[i] = False
+                score[i] = len(problems)
+                reason[i] = problems[0]
         return Decisions(keep=keep, score=score, reason=reason,
                          extras={"check_truncation": self.params.check_truncation})

@@ -3,19 +3,26 @@
 Normalisation (configurable): Unicode NFKC, lower-case, whitespace collapsed. The first occurrence
 is kept; every later one is dropped with ``duplicate_of:<id of the kept row>``. Copies made on
 purpose by mixture upsampling (same base id, ``#k`` suffix) are not treated as duplicates.
+
+Columnar: the normalised texts are one Arrow column (``curation.columns.normalised``: ASCII rows
+by Arrow kernels, the rest in Python), and ``pyarrow.compute.dictionary_encode`` gives every row
+the code of its distinct text in one hash pass over the column; the first row of each code is the
+one kept. Equality is of the texts themselves, so no hash collision can merge two rows. Memory:
+the normalised column plus one int32 code per row.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from typing import Literal
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
-from curation.rows import base_id, row_text
+from curation.columns import normalised, table_of, text_column
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step
 
@@ -42,18 +49,31 @@ class ExactDedup(Step):
     Params = ExactDedupParams
 
     def decide(self, rows) -> Decisions:
-        seen: dict[bytes, tuple[str, str]] = {}
-        keep = np.ones(len(rows), dtype=bool)
-        reason: list[str | None] = [None] * len(rows)
-        for i, row in enumerate(rows):
-            text = normalise(row_text(row, self.params.field), self.params.lowercase)
-            digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
-            base = base_id(row["id"])
-            if digest in seen:
-                first_id, first_base = seen[digest]
-                if first_base != base:
-                    keep[i] = False
-                    reason[i] = f"duplicate_of:{first_id}"
-            else:
-                seen[digest] = (row["id"], base)
-        return Decisions(keep=keep, reason=reason, extras={"unique_texts": len(seen)})
+        table = table_of(rows)
+        n = table.num_rows
+        if not n:
+            return Decisions(keep=np.zeros(0, bool), reason=[], extras={"unique_texts": 0})
+        texts = normalised(text_column(table, self.params.field), self.params.lowercase, normalise)
+        codes, distinct = _codes(texts)
+        first = _first_of(codes, distinct)[codes]
+        ids = table.column("id")
+        bases, _ = _codes(pc.replace_substring_regex(ids, "(?s)#.*", ""))
+        dup = (np.arange(n) != first) & (bases != bases[first])
+        reason: list[str | None] = [None] * n
+        where = np.flatnonzero(dup)
+        for i, kept_id in zip(where.tolist(), ids.take(pa.array(first[where])).to_pylist()):
+            reason[i] = f"duplicate_of:{kept_id}"
+        return Decisions(keep=~dup, reason=reason, extras={"unique_texts": distinct})
+
+
+def _codes(strings) -> tuple[np.ndarray, int]:
+    """(code of each string's distinct value, number of distinct values), one hash pass in Arrow."""
+    encoded = pc.dictionary_encode(pa.chunked_array(strings.chunks).cast(pa.large_string()).combine_chunks())
+    return np.asarray(encoded.indices, dtype=np.int64), len(encoded.dictionary)
+
+
+def _first_of(codes: np.ndarray, distinct: int) -> np.ndarray:
+    """The first row index holding each code."""
+    first = np.full(distinct, len(codes), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    return first

@@ -14,6 +14,9 @@ Counted on ``field`` (default ``all``):
 Checked in that order; the reason is ``<code>:<count or fraction>``. Score: the non-printable
 fraction. Similar in spirit to the character-ratio filters of Gopher / C4 / Data-Juicer
 (``special_characters_filter``); the exact rules here are ours.
+
+Row-local and columnar: an ASCII row's non-printable count is one Arrow regex count (its only
+such characters are C0 controls and DEL); other rows, and the reasons of flagged rows, in Python.
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ import unicodedata
 from typing import Literal
 
 import numpy as np
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
-from curation.rows import row_texts
+from curation.columns import char_counts, text_column
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _BAD_CATEGORIES = {"Cc", "Cs", "Co", "Cn"}
+_ASCII_BAD = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # non_printable_count of an ASCII string counts these
 
 
 class GarbageParams(BaseModel):
@@ -53,27 +58,28 @@ class Garbage(Step):
     name = "garbage"
     version = "1"
     Params = GarbageParams
+    row_local = True
 
-    def decide(self, rows) -> Decisions:
+    def decide_batch(self, table) -> Decisions:
         p = self.params
-        texts = row_texts(rows, p.field)
+        texts = text_column(table, p.field)
         n = len(texts)
+        bad = np.asarray(pc.count_substring_regex(texts, _ASCII_BAD), dtype=np.int64)
+        non_ascii = np.flatnonzero(~np.asarray(pc.string_is_ascii(texts), dtype=bool))
+        if len(non_ascii):
+            bad[non_ascii] = [non_printable_count(t) for t in texts.take(non_ascii).to_pylist()]
+        score = bad / np.maximum(char_counts(texts), 1)
         keep = np.ones(n, dtype=bool)
-        score = np.zeros(n)
         reason: list[str | None] = [None] * n
-        for i, t in enumerate(texts):
-            bad = non_printable_count(t)
-            frac = bad / max(len(t), 1)
-            score[i] = frac
-            if not bad:
-                continue
+        flagged = np.flatnonzero(bad)
+        for i, t in zip(flagged.tolist(), texts.take(flagged).to_pylist()):
             repl = t.count("\ufffd")
             ctrl = len(_CONTROL.findall(t))
             if repl > p.max_replacement_chars:
                 reason[i] = f"replacement_char:{repl}"
             elif ctrl > p.max_control_chars:
                 reason[i] = f"control_char:{ctrl}"
-            elif frac > p.max_non_printable_frac:
-                reason[i] = f"non_printable:{frac:.3f}"
+            elif score[i] > p.max_non_printable_frac:
+                reason[i] = f"non_printable:{score[i]:.3f}"
             keep[i] = reason[i] is None
         return Decisions(keep=keep, score=score, reason=reason, extras={"field": p.field})

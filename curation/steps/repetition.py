@@ -24,6 +24,10 @@ table's order. Score: the largest ``value / threshold`` over all signals (>= 1 m
 Applied to ``field`` (default ``response``: repetition is a failure mode of generated answers).
 Gopher set these for web documents; short chat turns rarely trip them, and rows with fewer than
 ``min_words`` words are not judged (score 0), since fractions of a few words are noise.
+
+Row-local; the signals are per-row Python (the algorithm is), made cheap without changing a value:
+n-grams are tuples of words, and since an n-gram can only repeat where its (n-1)-gram prefix does,
+the scan stops at the first n with no repeated n-gram (every larger n then scores 0).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from curation.rows import row_texts
+from curation.columns import text_column
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step
 
@@ -69,19 +73,24 @@ def _dup_stats(parts: list[str]) -> tuple[int, int]:
     return n, chars
 
 
-def _top_ngram_chars(words: list[str], n: int) -> int:
-    grams = Counter(" ".join(words[i:i + n]) for i in range(len(words) - n + 1))
+def _ngrams(words: list[str], n: int) -> list[tuple]:
+    return list(zip(*(words[i:] for i in range(n))))
+
+
+def _top_ngram_chars(grams: list[tuple], n: int) -> int:
+    """Characters of the most frequent n-gram (joined by spaces) times its count; 0 unless it repeats.
+    Ties go to the n-gram seen first (``Counter.most_common``)."""
     if not grams:
         return 0
-    gram, count = grams.most_common(1)[0]
-    return len(gram) * count if count > 1 else 0
+    gram, count = Counter(grams).most_common(1)[0]
+    return (sum(len(w) for w in gram) + n - 1) * count if count > 1 else 0
 
 
-def _dup_ngram_chars(words: list[str], n: int) -> int:
+def _dup_ngram_chars(grams: list[tuple], n: int) -> int:
     seen: set[tuple] = set()
     chars, i = 0, 0
-    while i <= len(words) - n:
-        gram = tuple(words[i:i + n])
+    while i < len(grams):
+        gram = grams[i]
         if gram in seen:
             chars += sum(len(w) for w in gram) + n - 1
             i += n  # skip the repeat: overlapping repeated n-grams count their characters once
@@ -89,6 +98,23 @@ def _dup_ngram_chars(words: list[str], n: int) -> int:
             seen.add(gram)
             i += 1
     return chars
+
+
+def _ngram_signals(words: list[str], p: RepetitionParams) -> dict[tuple[str, int], int]:
+    """{("top"|"dup", n): characters} for every n the options name; n past the first n whose
+    n-grams are all distinct score 0 without a scan."""
+    wanted = sorted(set(p.top_ngram_char_frac) | set(p.dup_ngram_char_frac))
+    out: dict[tuple[str, int], int] = {}
+    repeats = len(set(words)) < len(words)  # an n-gram (n >= 2) can only repeat if a word does
+    for n in wanted:
+        grams = _ngrams(words, n) if repeats else []
+        if repeats and len(set(grams)) == len(grams):
+            repeats, grams = False, []
+        if n in p.top_ngram_char_frac:
+            out[("top", n)] = _top_ngram_chars(grams, n) if repeats else 0
+        if n in p.dup_ngram_char_frac:
+            out[("dup", n)] = _dup_ngram_chars(grams, n) if repeats else 0
+    return out
 
 
 def repetition_signals(text: str, p: RepetitionParams) -> list[tuple[str, float, float]]:
@@ -105,8 +131,9 @@ def repetition_signals(text: str, p: RepetitionParams) -> list[tuple[str, float,
         ("dup_line_char_frac", dlc / L, p.dup_line_char_frac),
         ("dup_para_char_frac", dpc / L, p.dup_para_char_frac),
     ]
-    out += [(f"top_{n}gram_char_frac", _top_ngram_chars(words, n) / L, t) for n, t in sorted(p.top_ngram_char_frac.items())]
-    out += [(f"dup_{n}gram_char_frac", _dup_ngram_chars(words, n) / L, t) for n, t in sorted(p.dup_ngram_char_frac.items())]
+    grams = _ngram_signals(words, p)
+    out += [(f"top_{n}gram_char_frac", grams[("top", n)] / L, t) for n, t in sorted(p.top_ngram_char_frac.items())]
+    out += [(f"dup_{n}gram_char_frac", grams[("dup", n)] / L, t) for n, t in sorted(p.dup_ngram_char_frac.items())]
     return out
 
 
@@ -115,15 +142,15 @@ class Repetition(Step):
     name = "repetition"
     version = "1"
     Params = RepetitionParams
+    row_local = True
 
-    def decide(self, rows) -> Decisions:
+    def decide_batch(self, table) -> Decisions:
         p = self.params
-        texts = row_texts(rows, p.field)
+        texts = text_column(table, p.field).to_pylist()
         n = len(texts)
         keep = np.ones(n, dtype=bool)
         score = np.zeros(n)
         reason: list[str | None] = [None] * n
-        counts: Counter = Counter()
         for i, text in enumerate(texts):
             if len(text.split()) < max(p.min_words, 1):
                 continue
@@ -133,6 +160,9 @@ class Repetition(Step):
                 if value > thr:
                     keep[i] = False
                     reason[i] = f"{code}:{value:.3f}>{thr:g}"
-                    counts[code] += 1
                     break
-        return Decisions(keep=keep, score=score, reason=reason, extras={"field": p.field, "dropped_by_signal": dict(counts)})
+        return Decisions(keep=keep, score=score, reason=reason, extras={"field": p.field})
+
+    def summarise(self, decisions: Decisions) -> dict:
+        counts = Counter(r.split(":", 1)[0] for r in decisions.reason if r)
+        return {"field": self.params.field, "dropped_by_signal": dict(counts)}

@@ -5,19 +5,18 @@ words, or the recipe model's tokens), with its own reason codes so the data card
 over-long answer from an over-long conversation:
 ``response_too_short:<n><<min>`` and ``response_too_long:<n>><max>``. The score is the length.
 For preference rows the response is chosen + rejected (``curation.rows.row_text``); for verifiable
-rows it is the ground truth.
+rows it is the ground truth. Row-local and columnar, as ``length``.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from curation.rows import row_texts
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step
+from curation.steps.length import bounds, measure
 
 
 class ResponseLengthParams(BaseModel):
@@ -38,26 +37,15 @@ class ResponseLength(Step):
     name = "response_length"
     version = "1"
     Params = ResponseLengthParams
+    row_local = True
 
     @property
     def uses_tokenizer(self) -> bool:  # type: ignore[override]
         return self.params.unit == "tokens"
 
-    def decide(self, rows) -> Decisions:
+    def decide_batch(self, table) -> Decisions:
         p = self.params
-        texts = row_texts(rows, "response")
-        if p.unit == "chars":
-            lengths = np.array([len(t) for t in texts], dtype=np.int64)
-        elif p.unit == "words":
-            lengths = np.array([len(t.split()) for t in texts], dtype=np.int64)
-        else:
-            tok = self.ctx.tokenizer()
-            lengths = np.array([len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]], dtype=np.int64)
-        lengths = lengths.reshape(-1)
-        keep = lengths >= p.min
-        if p.max is not None:
-            keep &= lengths <= p.max
-        reason = [None if k else (f"response_too_short:{n}<{p.min}" if n < p.min else f"response_too_long:{n}>{p.max}")
-                  for k, n in zip(keep.tolist(), lengths.tolist())]
+        lengths = measure(table, "response", p.unit, self.ctx)
+        keep, reason = bounds(lengths, p.min, p.max, "response_too_short", "response_too_long")
         return Decisions(keep=keep, score=lengths.astype(float), reason=reason,
                          extras={"unit": p.unit, "min": p.min, "max": p.max})

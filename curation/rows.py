@@ -21,6 +21,7 @@ import json
 from typing import Any, Iterable
 
 import datasets
+import pyarrow as pa
 
 ROW_KINDS = ("chat", "preference", "verifiable", "text")
 
@@ -44,6 +45,7 @@ FEATURES = datasets.Features(
 )
 
 ROLES = ("system", "user", "assistant", "tool")
+ARROW_SCHEMA = FEATURES.arrow_schema  # carries the features in its metadata, as datasets writes them
 
 
 class MalformedRow(ValueError):
@@ -169,13 +171,23 @@ def base_id(row_id: str) -> str:
     return row_id.split("#", 1)[0]
 
 
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Canonical rows (ids already distinct) -> an Arrow table with the shared schema."""
+    return pa.Table.from_pylist([{k: r.get(k) for k in FEATURES} for r in rows], schema=ARROW_SCHEMA)
+
+
+def dataset_of(table: pa.Table) -> datasets.Dataset:
+    """A ``datasets.Dataset`` over an Arrow table of canonical rows, without copying it."""
+    from datasets.table import InMemoryTable
+
+    if table.schema.metadata != ARROW_SCHEMA.metadata and table.schema.remove_metadata() == ARROW_SCHEMA.remove_metadata():
+        table = table.replace_schema_metadata(ARROW_SCHEMA.metadata)
+    return datasets.Dataset(InMemoryTable(table))
+
+
 def rows_to_dataset(rows: Iterable[dict[str, Any]]) -> datasets.Dataset:
     """Canonical rows -> a ``datasets.Dataset`` with the shared schema (empty allowed)."""
-    rows = disambiguate_ids(list(rows))
-    if not rows:
-        return datasets.Dataset.from_dict({k: [] for k in FEATURES}, features=FEATURES)
-    columns = {k: [r.get(k) for r in rows] for k in FEATURES}
-    return datasets.Dataset.from_dict(columns, features=FEATURES)
+    return dataset_of(rows_to_table(disambiguate_ids(list(rows))))
 
 
 def row_text(row: dict[str, Any], field: str = "all") -> str:

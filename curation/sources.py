@@ -6,6 +6,11 @@ a JSON Lines file with a broken line or a type that changes between rows makes t
 abort the whole file (and so does a line of bytes that are not UTF-8), so that case falls back to a
 line reader that decodes line by line, quarantines each bad line with its reason, line number and
 raw text, and keeps every valid one.
+
+Records are read from the builder's Arrow table a record batch at a time (``to_pylist`` per
+batch, not row access to a ``datasets.Dataset``), mapped to canonical rows by the source's
+format (per-record Python: the mapping is arbitrary user data), and the canonical rows go back to
+Arrow every :data:`FLUSH_ROWS` rows, so a source never holds more than one batch of Python dicts.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ import datasets
 
 from curation.formats import DEFAULT_KIND, FORMATS
 from curation.generators import GENERATORS
-from curation.rows import MalformedRow, rows_to_dataset
+from curation.rows import MalformedRow, dataset_of, rows_to_table
 
 LOADER_VERSION = "1"
+FLUSH_ROWS = 50_000
 
 _BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "csv"}
 
@@ -193,7 +199,18 @@ def _read_file(path: str, label: str = "") -> Iterable[tuple[Any, Any, str | Non
         if builder != "json" or _suffix(path) != ".jsonl":
             raise SourceError(f"{path}: cannot be read: {_root_cause(exc)}") from None
         return _tolerant_jsonl(path, label)
-    return (((f"{label}{i}" if label else i), r, None, "") for i, r in enumerate(ds))
+    return _records_of(ds, label)
+
+
+def _records_of(ds: datasets.Dataset, label: str = ""):
+    """(index, record, None, "") of every row of a loaded dataset, read a batch at a time (``iter``
+    decodes the builder's features, e.g. a ``Json`` column of mixed types, as row access does)."""
+    i = 0
+    for batch in ds.iter(batch_size=FLUSH_ROWS):
+        keys = list(batch)
+        for values in zip(*(batch[k] for k in keys)):
+            yield (f"{label}{i}" if label else i), dict(zip(keys, values)), None, ""
+            i += 1
 
 
 def looks_local(path: str) -> bool:
@@ -225,7 +242,7 @@ def _read_records(spec) -> Iterable[tuple[Any, Any, str | None, str]]:
         raise SourceError(
             f"{path}: cannot load from the Hub ({str(exc).splitlines()[0]}). Offline? Download it and give a local path."
         ) from None
-    return ((i, r, None, "") for i, r in enumerate(ds))
+    return _records_of(ds)
 
 
 def _raw(record: Any) -> str:
@@ -242,18 +259,21 @@ def load_source(name: str, spec, *, seed: int = 0, progress=None) -> SourceResul
         gen = GENERATORS.get(spec.generate)
         params = gen.Params.model_validate(spec.model_extra or {})
         try:
-            rows = gen(params, source=name, split=spec.split, seed=seed)
+            generated = gen(params, source=name, split=spec.split, seed=seed)
         except ValueError as exc:
             raise SourceError(f"source {name!r}: {exc}") from None
-        if not rows:
+        if not generated:
             raise SourceError(f"source {name!r}: generator {spec.generate!r} produced no rows")
-        return SourceResult(rows_to_dataset(rows), [], {"records": len(rows), "valid": len(rows), "quarantined": 0})
+        rows = _Rows()
+        for row in generated:
+            rows.append(row)
+        return SourceResult(dataset_of(rows.table()), [], {"records": len(rows), "valid": len(rows), "quarantined": 0})
 
     fmt_name = spec.format or "fields"
     fmt = FORMATS.get(fmt_name)
     mapped = spec.model_copy(update={"kind": spec.kind or DEFAULT_KIND.get(fmt_name)})
     view = _SpecView(mapped, name)
-    rows, quarantine, n = [], [], 0
+    rows, quarantine, n = _Rows(), [], 0
     for index, record, error, raw in _read_records(spec):
         if spec.limit is not None and n >= spec.limit:
             break
@@ -271,7 +291,53 @@ def load_source(name: str, spec, *, seed: int = 0, progress=None) -> SourceResul
     if not rows:
         raise NoValidRows(name, spec.path, quarantine, n)
     stats = {"records": n, "valid": len(rows), "quarantined": len(quarantine)}
-    return SourceResult(rows_to_dataset(rows), quarantine, stats)
+    return SourceResult(dataset_of(rows.table()), quarantine, stats)
+
+
+class _Rows:
+    """Canonical rows, turned into Arrow every ``FLUSH_ROWS`` rows; :meth:`table` then gives repeated
+    ids their occurrence number (``curation.rows.disambiguate_ids``: ``<id>.1`` for the second
+    identical record), over the id column rather than a dict of every id."""
+
+    def __init__(self):
+        self._pending: list[dict] = []
+        self._tables: list = []
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, row: dict) -> None:
+        self._pending.append(row)
+        self._n += 1
+        if len(self._pending) >= FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._tables.append(rows_to_table(self._pending))
+            self._pending = []
+
+    def table(self):
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        self._flush()
+        table = pa.concat_tables(self._tables) if self._tables else rows_to_table([])
+        if not table.num_rows:
+            return table
+        codes = np.asarray(pc.dictionary_encode(table.column("id").combine_chunks()).indices, dtype=np.int64)
+        order = np.argsort(codes, kind="stable")
+        sorted_codes = codes[order]
+        starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+        rank = np.empty(len(codes), dtype=np.int64)
+        rank[order] = np.arange(len(codes)) - np.repeat(starts, np.diff(np.r_[starts, len(codes)]))
+        if not rank.any():
+            return table
+        ids = table.column("id").combine_chunks()
+        renamed = pc.if_else(pa.array(rank > 0), pc.binary_join_element_wise(ids, pa.array(rank.astype(str)), "."), ids)
+        return table.set_column(table.schema.get_field_index("id"), table.schema.field("id"), renamed)
 
 
 class _SpecView:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 SCHEMA = pa.schema(
@@ -46,10 +47,6 @@ class LedgerError(Exception):
     pass
 
 
-def _code(reason: str | None) -> str | None:
-    return None if reason is None else reason.split(":", 1)[0]
-
-
 def _ints_or_null(values, n: int, valid=None) -> pa.Array:
     """Integers with null where negative (or where ``valid`` is false); all null when ``values`` is None."""
     if values is None:
@@ -59,24 +56,34 @@ def _ints_or_null(values, n: int, valid=None) -> pa.Array:
     return pa.array(values, pa.int64(), mask=mask)
 
 
+def _strings(values, n: int):
+    """An Arrow string column from an Arrow array / chunked array (as is) or a Python sequence."""
+    if values is None:
+        return pa.nulls(n, pa.string())
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.cast(pa.string()) if values.type != pa.string() else values
+    return pa.array(list(values), pa.string())
+
+
 def records_table(dataset: str, step: str, step_index: int, row_ids, sources, keep, score=None, reason=None, detail=None,
                   position=None, group=None) -> pa.Table:
+    """One step's records as Arrow columns: ids and sources pass through as the rows' own columns,
+    the constant columns are repeats, ``decision`` and ``reason_code`` are computed by Arrow kernels."""
     n = len(row_ids)
     keep = np.asarray(keep, dtype=bool)
-    reason = list(reason) if reason is not None else [None] * n
+    reason = _strings(reason, n)
     return pa.table(
         {
-            "dataset": pa.array([dataset] * n, pa.string()),
-            "step": pa.array([step] * n, pa.string()),
+            "dataset": pa.repeat(pa.scalar(dataset, pa.string()), n),
+            "step": pa.repeat(pa.scalar(step, pa.string()), n),
             "step_index": pa.array(np.full(n, step_index, dtype=np.int32)),
-            "row_id": pa.array(list(row_ids), pa.string()),
-            "source": pa.array(list(sources), pa.string()),
-            "decision": pa.array(np.where(keep, "keep", "drop").tolist(), pa.string()),
-            "score": pa.array(None if score is None else np.asarray(score, dtype=np.float64), pa.float64())
-            if score is not None else pa.nulls(n, pa.float64()),
-            "reason": pa.array(reason, pa.string()),
-            "reason_code": pa.array([_code(r) for r in reason], pa.string()),
-            "detail": pa.array(list(detail) if detail is not None else [None] * n, pa.string()),
+            "row_id": _strings(row_ids, n),
+            "source": _strings(sources, n),
+            "decision": pc.if_else(pa.array(keep), "keep", "drop"),
+            "score": pa.array(np.asarray(score, dtype=np.float64), pa.float64()) if score is not None else pa.nulls(n, pa.float64()),
+            "reason": reason,
+            "reason_code": pc.replace_substring_regex(reason, "(?s):.*", "", max_replacements=1),
+            "detail": _strings(detail, n),
             "position": _ints_or_null(position, n, valid=keep),
             "group": _ints_or_null(group, n),
         },
@@ -124,8 +131,27 @@ def write(tables: list[pa.Table], path: Path, stamp: dict | None = None) -> Path
     if stamp:
         table = stamp_table(table, stamp["recipe_hash"], stamp["curation_id"])
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        write_parquet(table, tmp)
     return path
+
+
+ROW_GROUP_ROWS = 128 * 1024  # rows per Parquet row group: big enough to compress well, small enough to
+# read one group per audit look-up; zstd (level 3, Arrow's default) everywhere
+
+
+def write_parquet(table: pa.Table, path) -> None:
+    """Every Parquet file curation writes (rows, decisions, the ledger): zstd, 128k-row row groups."""
+    pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+
+
+def read_schema(path: Path) -> pa.Schema:
+    """The ledger's schema (its footer only), with :func:`read`'s messages for a missing or unreadable file."""
+    if not Path(path).exists():
+        raise LedgerError(f"no ledger at {path}: run `recipe curate` (or `recipe train`) for this recipe first")
+    try:
+        return pq.read_schema(path)
+    except Exception as exc:
+        raise LedgerError(f"the ledger at {path} is unreadable ({str(exc).splitlines()[0]}); re-run `recipe curate` to rebuild it") from None
 
 
 def read(path: Path) -> pa.Table:

@@ -19,6 +19,11 @@ reports target vs observed tokens.
 
 Every source row gets a ledger record: ``sampled`` (kept, with its copy count) or
 ``not_sampled``.
+
+Columnar: sources are Arrow tables; each draw is one ``take`` of row indices, copies get their
+``#k`` ids by an element-wise join, and the shuffle is one ``take`` of the permutation
+``datasets.Dataset.shuffle(seed)`` draws (``np.random.default_rng(seed).permutation``), so the
+rows and their order are those of the ``datasets`` implementation this replaces.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ from typing import Any
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curation.columns import table_of, text_column, word_counts
+from curation.rows import dataset_of
 
 
 class MixtureError(ValueError):
@@ -68,22 +78,22 @@ class Share:
 
 @dataclass
 class MixtureResult:
-    rows: datasets.Dataset
+    arrow: pa.Table  # the mixed rows
     table: list[dict] = field(default_factory=list)  # outcome by source
-    ledger: dict[str, dict] = field(default_factory=dict)  # source -> {ids, copies}
+    ledger: dict[str, dict] = field(default_factory=dict)  # source -> {ids (Arrow), copies (numpy)}
+
+    @property
+    def rows(self) -> datasets.Dataset:
+        return dataset_of(self.arrow)
 
 
-def token_count(ds: datasets.Dataset) -> int:
-    """Whitespace tokens of all text in a canonical dataset (model-free, for the mixture table)."""
-    from curation.rows import row_text
-
-    return sum(len(row_text(r).split()) for r in ds)
+def token_count(rows) -> int:
+    """Whitespace tokens of all text in canonical rows (model-free, for the mixture table)."""
+    return int(_row_tokens(rows).sum())
 
 
-def _row_tokens(ds: datasets.Dataset) -> np.ndarray:
-    from curation.rows import row_texts
-
-    return np.asarray([len(t.split()) for t in row_texts(ds)], dtype=np.int64)
+def _row_tokens(rows) -> np.ndarray:
+    return word_counts(text_column(rows, "all"))
 
 
 def token_targets(name: str, shares: dict[str, Share], tokens: dict[str, int]) -> dict[str, int]:
@@ -114,9 +124,10 @@ def _token_copies(row_tokens: np.ndarray, target: int, rng: np.random.Generator)
     return copies
 
 
-def mix(name: str, entries: dict[str, Any], sources: dict[str, datasets.Dataset], seed: int) -> MixtureResult:
-    """Draw each source's share; concatenate; shuffle with ``seed``."""
+def mix(name: str, entries: dict[str, Any], sources: dict[str, Any], seed: int) -> MixtureResult:
+    """Draw each source's share (sources: Arrow tables or datasets); concatenate; shuffle with ``seed``."""
     rng = np.random.default_rng(seed)
+    sources = {src: table_of(sources[src]) for src in entries}
     parts, table, ledger = [], [], {}
     shares = {src: Share.parse(v) for src, v in entries.items()}
     token_mode = any(s.mode == "tokens" for s in shares.values())
@@ -125,7 +136,7 @@ def mix(name: str, entries: dict[str, Any], sources: dict[str, datasets.Dataset]
     for src, raw_share in entries.items():
         share = shares[src]
         ds = sources[src]
-        n = len(ds)
+        n = ds.num_rows
         want = share.target_rows(n) if not token_mode else 0
         if token_mode:
             copies = _token_copies(row_tokens[src], targets[src], rng)
@@ -146,20 +157,24 @@ def mix(name: str, entries: dict[str, Any], sources: dict[str, datasets.Dataset]
             copies = np.zeros(n, dtype=int)
             copies[rng.choice(n, size=want, replace=False)] = 1
         index = np.repeat(np.arange(n), copies)
-        picked = ds.select(index)
-        copy_no = np.concatenate([np.arange(c) for c in copies]) if len(index) else np.array([], dtype=int)
+        picked = ds.take(pa.array(index, pa.int64()))
         if share.mode in ("upsample", "tokens") and copies.max(initial=0) > 1:
-            ids = [rid if k == 0 else f"{rid}#{k}" for rid, k in zip(picked["id"], copy_no)]
-            picked = picked.remove_columns("id").add_column("id", ids).select_columns(ds.column_names)
+            starts = np.repeat(np.cumsum(copies) - copies, copies)
+            copy_no = np.arange(len(index)) - starts  # 0 for a row's first copy, k for its (k+1)-th
+            ids = picked.column("id").combine_chunks()
+            suffixed = pc.binary_join_element_wise(ids, pa.array(copy_no.astype(str)), "#")
+            picked = picked.set_column(picked.schema.get_field_index("id"), picked.schema.field("id"),
+                                       pc.if_else(pa.array(copy_no > 0), suffixed, ids))
         parts.append(picked)
-        ledger[src] = {"ids": ds["id"], "copies": copies.tolist()}
+        ledger[src] = {"ids": ds.column("id"), "copies": np.asarray(copies, dtype=np.int64)}
         entry = {"source": src, "mode": share.mode, "share": share.value, "available": n,
-                 "target_rows": want, "observed_rows": len(picked), "observed_tokens": token_count(picked)}
+                 "target_rows": want, "observed_rows": picked.num_rows,
+                 "observed_tokens": int(np.dot(row_tokens[src], copies)) if token_mode else token_count(picked)}
         if token_mode:
             entry.update(available_tokens=int(row_tokens[src].sum()), target_tokens=targets[src], max_repetition=share.cap,
                          repetitions=round(entry["observed_tokens"] / max(1, int(row_tokens[src].sum())), 3))
         table.append(entry)
-    rows = datasets.concatenate_datasets(parts) if parts else None
+    rows = pa.concat_tables(parts) if parts else None
     total_rows = sum(t["observed_rows"] for t in table) or 1
     total_tokens = sum(t["observed_tokens"] for t in table) or 1
     total_target = sum(t["target_rows"] for t in table) or 1
@@ -170,5 +185,5 @@ def mix(name: str, entries: dict[str, Any], sources: dict[str, datasets.Dataset]
         t["token_ratio"] = t["observed_tokens"] / total_tokens
         if "target_tokens" in t:  # a token mixture: the ratios that matter are of tokens
             t["target_token_ratio"] = t["target_tokens"] / total_target_tokens
-    rows = rows.shuffle(seed=seed).flatten_indices()
+    rows = rows.take(pa.array(np.random.default_rng(seed).permutation(rows.num_rows)))  # = Dataset.shuffle(seed)
     return MixtureResult(rows, table, ledger)

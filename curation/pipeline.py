@@ -7,6 +7,11 @@ decisions become ledger records and only kept rows go on. The run directory then
 per step, quarantined records included), ``curation.json`` (per-source stats, outcome by source,
 the funnel) and, last, ``run.json``. A source whose every record is malformed still gets its
 quarantine written and committed as a failed curation, so ``recipe audit R --reason CODE`` shows it.
+
+Rows move as Arrow tables from end to end: cached Parquet is read with ``pyarrow.parquet``, a
+step's kept rows are one ``take``, row-local steps decide in shards on every CPU
+(``curation.row_local``), and every file is written once with ``ledger.write_parquet``. Only
+steps without a batch form get a ``datasets.Dataset``, a zero-copy view of the same table.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.table import Table
@@ -26,7 +32,11 @@ from curation import ledger as ledger_mod
 from curation import run_commit
 from curation.console import progress, say
 from curation.files import atomic_path, atomic_write_text
+from curation.columns import table_of
+from curation.ledger import write_parquet
 from curation.mixture import mix
+from curation.row_local import decide_table
+from curation.rows import dataset_of
 from curation.sources import NoValidRows, load_source
 from curation.steps import STEPS
 from curation.steps.base import StepContext, StepError
@@ -40,15 +50,20 @@ class Curation:
     ``model_loader`` (name -> model dir) the models steps run (``base`` or a path; ``Step.model_refs``)."""
 
     def __init__(self, recipe, recipe_hash: str, plan, cache, out: Path, console, tokenizer_loader: Callable | None = None,
-                 model_loader: Callable | None = None):
+                 model_loader: Callable | None = None, workers: int | None = None):
         self.recipe, self.recipe_hash, self.plan, self.cache = recipe, recipe_hash, plan, cache
         self.out, self.console, self.tokenizer_loader = Path(out), console, tokenizer_loader
         self.model_loader = model_loader
-        self._sources: dict[str, datasets.Dataset] = {}
+        self.workers = workers  # processes for row-local steps (None: every CPU this process may use)
+        self._sources: dict[str, pa.Table] = {}
         self.curation_id: str | None = None
 
     # ------------------------------------------------------------------ sources
     def source(self, name: str) -> datasets.Dataset:
+        """Source ``name``'s canonical rows (loaded into the cache on first use), as a dataset."""
+        return dataset_of(self.source_table(name))
+
+    def source_table(self, name: str) -> pa.Table:
         if name in self._sources:
             return self._sources[name]
         node = self.plan.get("source", name)
@@ -60,7 +75,7 @@ class Curation:
                 result = load_source(name, self.recipe.sources[name], seed=self.recipe.seed,
                                      progress=lambda k: prog.advance(task, k))
             with self.cache.write("source", node.key, node.describe) as tmp:
-                result.rows.to_parquet(str(tmp / "rows.parquet"))
+                write_parquet(table_of(result.rows), tmp / "rows.parquet")
                 with open(tmp / "quarantine.jsonl", "w") as fh:
                     for q in result.quarantine:
                         fh.write(json.dumps(q, ensure_ascii=False) + "\n")
@@ -69,9 +84,9 @@ class Curation:
                 counts = Counter(q["reason"] for q in result.quarantine)
                 self.console.print(f"  [yellow]quarantined {len(result.quarantine)} of {result.stats['records']} records of "
                                    f"{name!r}[/]: " + ", ".join(f"{k} x{v}" for k, v in counts.most_common()))
-        ds = datasets.Dataset.from_parquet(str(entry / "rows.parquet"))
-        self._sources[name] = ds
-        return ds
+        table = pq.read_table(entry / "rows.parquet")
+        self._sources[name] = table
+        return table
 
     def source_stats(self, name: str) -> dict:
         entry = self.cache.path("source", self.plan.get("source", name).key)
@@ -90,6 +105,7 @@ class Curation:
         directory is touched only afterwards, so a failure there leaves the previous run committed."""
         started = time.time()
         self.curation_id = run_commit.new_curation_id()
+        self.timing: list[dict] = []
         stamp = {"recipe_hash": self.recipe_hash, "curation_id": self.curation_id}
         tables: list[pa.Table] = []
         record: dict[str, Any] = {"recipe_hash": self.recipe_hash, "curation_id": self.curation_id,
@@ -99,7 +115,7 @@ class Curation:
             if node.cached:
                 say(self.console, node, "[green]cached[/]")
             try:
-                self.source(name)
+                self.source_table(name)
             except NoValidRows as exc:
                 self._commit_failed(exc, tables, record, stamp, resolved_text)
                 raise
@@ -111,13 +127,13 @@ class Curation:
                                        "rows_path": str(self.rows_path(name))}
             if stats["quarantine"]:
                 tables.append(ledger_mod.quarantine_table(name, stats["quarantine"]))
-        out: dict[str, datasets.Dataset] = {}
+        out: dict[str, pa.Table] = {}
         for mix_name in self.recipe.mixtures:
             rows, mix_tables, funnel, table = self._curate_mixture(mix_name)
             tables += mix_tables
             out[mix_name] = rows
             record["mixtures"][mix_name] = {"outcome_by_source": table, "funnel": funnel,
-                                            "rows": len(rows), "dataset_key": self.dataset_key(mix_name)}
+                                            "rows": rows.num_rows, "dataset_key": self.dataset_key(mix_name)}
         # the run directory, as a unit: uncommitted while its files change, committed last
         run_commit.uncommit(self.out)
         atomic_write_text(self.out / "resolved.yaml", resolved_text)
@@ -127,10 +143,13 @@ class Curation:
             write_rows(rows, self.out / rel, stamp)
             files.append(rel)
         ledger_mod.write(tables, self.out / "ledger.parquet", stamp)
+        # wall time of the phase and of each step's decide (null: served from the cache), kept out of
+        # the funnel so the card stays the same from run to run
+        record["timing"] = {"seconds": round(time.time() - started, 3), "steps": self.timing}
         atomic_write_text(self.out / "curation.json", json.dumps(record, indent=1, default=str))
         run_commit.commit(self.out, self.recipe_hash, self.curation_id, files + ["ledger.parquet", "curation.json"])
         self.seconds = time.time() - started
-        return out
+        return {name: dataset_of(rows) for name, rows in out.items()}
 
     def _commit_failed(self, exc: NoValidRows, tables: list, record: dict, stamp: dict, resolved_text: str) -> None:
         """A source with no valid row: its quarantine reaches the ledger (``recipe audit --reason``)."""
@@ -175,7 +194,7 @@ class Curation:
         else:
             say(self.console, node, "mixing")
             entries = self.recipe.mixtures[mix_name]
-            result = mix(mix_name, entries, {s: self.source(s) for s in entries}, self.recipe.seed)
+            result = mix(mix_name, entries, {s: self.source_table(s) for s in entries}, self.recipe.seed)
             for t in result.table:
                 if t["mode"] == "count" and t["share"] == 1:
                     self.console.print(f"  [yellow]mixtures.{mix_name}.{t['source']} = 1 means ONE row; write 1.0 for all rows[/]")
@@ -183,33 +202,36 @@ class Curation:
             for src, info in result.ledger.items():
                 copies = info["copies"]
                 parts.append(ledger_mod.records_table(
-                    mix_name, "mixture", 0, info["ids"], [src] * len(copies), [c > 0 for c in copies],
-                    reason=[None if c else "not_sampled" for c in copies],
-                    detail=[f"copies={c}" if c > 1 else None for c in copies]))
+                    mix_name, "mixture", 0, info["ids"], pa.repeat(pa.scalar(src), len(copies)), copies > 0,
+                    reason=pa.array(np.where(copies > 0, None, "not_sampled"), pa.string()),
+                    detail=pa.array(np.where(copies > 1, np.char.add("copies=", copies.astype(str)), None), pa.string())))
             with self.cache.write("mixture", node.key, node.describe) as tmp:
-                result.rows.to_parquet(str(tmp / "rows.parquet"))
-                pq.write_table(pa.concat_tables(parts), tmp / "decisions.parquet")
+                write_parquet(result.arrow, tmp / "rows.parquet")
+                write_parquet(pa.concat_tables(parts), tmp / "decisions.parquet")
                 (tmp / "table.json").write_text(json.dumps(result.table))
-        rows = datasets.Dataset.from_parquet(str(entry / "rows.parquet"))
+            del result, parts  # the rows are read back from the entry: one copy in memory
+        rows = pq.read_table(entry / "rows.parquet")
         tables = [pq.read_table(entry / "decisions.parquet")]
         table = json.loads((entry / "table.json").read_text())
         self._print_outcome(mix_name, table)
-        funnel = [{"step": "mixture", "rows_in": sum(t["available"] for t in table), "rows_out": len(rows), "dropped": {}}]
+        funnel = [{"step": "mixture", "rows_in": sum(t["available"] for t in table), "rows_out": rows.num_rows, "dropped": {}}]
         for step_node in [n for n in self.plan.of_kind("step") if n.extra["mixture"] == mix_name]:
-            rows_in = len(rows)
-            rows, decisions, extras = self._run_step(step_node, rows)
+            rows_in = rows.num_rows
+            rows, decisions, extras, seconds = self._run_step(step_node, rows)
             tables.append(decisions)
-            # drops only: a selector may also give kept rows a reason (paser_selected:cluster=3)
-            codes = Counter(c for c, d in zip(decisions.column("reason_code").to_pylist(),
-                                              decisions.column("decision").to_pylist()) if c and d != "keep")
+            codes = drop_codes(decisions)
             funnel.append({"step": step_node.name.split(":", 1)[1], "index": step_node.extra["index"],
-                           "params": step_node.describe["params"], "rows_in": rows_in, "rows_out": len(rows),
-                           "dropped": dict(codes), "extras": extras})
-            self.console.print(f"  {rows_in} -> {len(rows)} rows" + (f"  dropped: {dict(codes)}" if codes else ""))
+                           "params": step_node.describe["params"], "rows_in": rows_in, "rows_out": rows.num_rows,
+                           "dropped": codes, "extras": extras})
+            self.timing.append({"mixture": mix_name, "step": step_node.name.split(":", 1)[1],
+                                "index": step_node.extra["index"], "rows_in": rows_in, "decide_seconds": seconds})
+            self.console.print(f"  {rows_in} -> {rows.num_rows} rows" + (f"  dropped: {codes}" if codes else ""))
         return rows, tables, funnel, table
 
-    def _run_step(self, node, rows: datasets.Dataset):
+    def _run_step(self, node, rows: pa.Table):
+        """(kept rows, decision records, extras, seconds its decide took: None when served from the cache)."""
         entry = self.cache.path("step", node.key)
+        seconds = None
         if self.cache.has("step", node.key):
             say(self.console, node, "[green]cached[/]")
         else:
@@ -225,25 +247,32 @@ class Curation:
                                   model_loader=self.model_loader,
                                   source_loader=self.source, progress=on_progress, cache_root=self.cache.root)
                 (tmp / "work").mkdir()
-                decisions = step_cls(params, ctx).decide(rows)
-                if len(decisions.keep) != len(rows):
-                    raise StepError(f"step {node.name} returned {len(decisions.keep)} decisions for {len(rows)} rows")
+                step = step_cls(params, ctx)
+                started = time.perf_counter()
+                if step.row_local:
+                    advance = on_progress(f"{node.extra['step']} (row-local)", rows.num_rows)
+                    decisions = decide_table(step, rows, self.workers, on_shard=advance)
+                else:
+                    decisions = step.decide(dataset_of(rows))
+                seconds = round(time.perf_counter() - started, 3)
+                if len(decisions.keep) != rows.num_rows:
+                    raise StepError(f"step {node.name} returned {len(decisions.keep)} decisions for {rows.num_rows} rows")
                 table = ledger_mod.records_table(node.extra["mixture"], f"{node.extra['index']}:{node.extra['step']}",
-                                                 node.extra["index"] + 1, rows["id"], rows["source"], decisions.keep,
-                                                 decisions.score, decisions.reason,
+                                                 node.extra["index"] + 1, rows.column("id"), rows.column("source"),
+                                                 decisions.keep, decisions.score, decisions.reason,
                                                  position=decisions.order, group=decisions.group)
-                pq.write_table(table, tmp / "decisions.parquet")
+                write_parquet(table, tmp / "decisions.parquet")
                 # kept rows in the step's order when it gives one (iclm), else in input order: a step
                 # that only filters keeps an earlier step's order
-                kept = rows.select(decisions.kept_indices())
-                if len(rows) and not len(kept):
-                    codes = Counter(c for c in table.column("reason_code").to_pylist() if c)
+                kept = rows.take(pa.array(decisions.kept_indices(), pa.int64()))
+                if rows.num_rows and not kept.num_rows:
                     raise StepError(f"selection.{node.extra['mixture']}[{node.extra['index']}] ({node.extra['step']}): "
-                                    f"dropped all {len(rows)} rows ({dict(codes)}); loosen its options or remove it")
-                kept.to_parquet(str(tmp / "rows.parquet"))
+                                    f"dropped all {rows.num_rows} rows ({drop_codes(table)}); loosen its options or remove it")
+                write_parquet(kept, tmp / "rows.parquet")
                 (tmp / "extras.json").write_text(json.dumps(decisions.extras, default=str))
-        rows = datasets.Dataset.from_parquet(str(entry / "rows.parquet"))
-        return rows, pq.read_table(entry / "decisions.parquet"), json.loads((entry / "extras.json").read_text())
+            return kept, table, json.loads(json.dumps(decisions.extras, default=str)), seconds
+        return (pq.read_table(entry / "rows.parquet"), pq.read_table(entry / "decisions.parquet"),
+                json.loads((entry / "extras.json").read_text()), seconds)
 
     def _print_outcome(self, mix_name: str, table: list[dict]) -> None:
         tokens = any("target_tokens" in r for r in table)
@@ -266,11 +295,21 @@ class Curation:
         self.console.print(t)
 
 
-def write_rows(rows: datasets.Dataset, path: Path, stamp: dict | None = None) -> Path:
+def drop_codes(decisions: pa.Table) -> dict[str, int]:
+    """Reason codes of the dropped records and their counts, in first-seen order (Arrow's
+    ``value_counts`` keeps it). Drops only: a selector may also give kept rows a reason
+    (paser_selected:cluster=3)."""
+    import pyarrow.compute as pc
+
+    dropped = decisions.filter(pc.not_equal(decisions.column("decision"), "keep")).column("reason_code").drop_null()
+    return {c["values"]: c["counts"] for c in pc.value_counts(dropped).to_pylist() if c["values"]}
+
+
+def write_rows(rows, path: Path, stamp: dict | None = None) -> Path:
     """A stage dataset as Parquet, atomically, with the curation stamp in its schema metadata."""
-    table = rows.with_format("arrow")[:] if len(rows) else rows.data.table.slice(0, 0)
+    table = table_of(rows)
     if stamp:
         table = run_commit.stamp(table, stamp["recipe_hash"], stamp["curation_id"])
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        write_parquet(table, tmp)
     return path

@@ -31,6 +31,8 @@ if os.getcwd() not in sys.path:
 Overrides = typer.Argument(None, help="OmegaConf dot-list overrides, e.g. stages.0.lr=2e-5 seed=3")
 OutOpt = typer.Option(None, "--out", help="run directory (default runs/<recipe name>/)")
 CacheOpt = typer.Option(None, "--cache-dir", help="content-addressed cache (default <out>/cache)")
+WorkersOpt = typer.Option(None, "--workers", min=1, help="processes for row-local curation steps (default: every CPU; "
+                          "decisions are the same for any number)")
 
 
 def _user_errors():
@@ -68,12 +70,12 @@ def _load(recipe: Path, overrides: Optional[List[str]]):
         raise typer.Exit(2)
 
 
-def _runner(recipe: Path, overrides, out, cache_dir, gpus: Optional[int] = None):
+def _runner(recipe: Path, overrides, out, cache_dir, gpus: Optional[int] = None, workers: Optional[int] = None):
     from recipe.run import Runner
 
     loaded = _load(recipe, overrides)
     try:
-        return Runner(loaded, out=out, cache_dir=cache_dir, console=console, gpus=gpus)
+        return Runner(loaded, out=out, cache_dir=cache_dir, console=console, gpus=gpus, workers=workers)
     except _user_errors() as exc:
         _fail(exc)
     except OSError as exc:
@@ -148,9 +150,10 @@ def plan(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optional
 @app.command()
 def curate(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optional[Path] = OutOpt,
            cache_dir: Optional[Path] = CacheOpt,
-           card_dir: Optional[Path] = typer.Option(None, "--card-dir", help="write the data card here (default <out>/card)")):
+           card_dir: Optional[Path] = typer.Option(None, "--card-dir", help="write the data card here (default <out>/card)"),
+           workers: Optional[int] = WorkersOpt):
     """Load sources, mix them and run the selection steps; write the ledger and stage datasets."""
-    runner = _runner(recipe, overrides, out, cache_dir)
+    runner = _runner(recipe, overrides, out, cache_dir, workers=workers)
     with _locked(runner):
         _guard(runner.curate)
     console.print(f"[green]curated[/] -> {runner.out}")
@@ -163,11 +166,12 @@ def train(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optiona
           resume: bool = typer.Option(False, "--resume", help="continue the unfinished stage from its last checkpoint"),
           restart: bool = typer.Option(False, "--restart", help="discard unfinished stages' checkpoints and train them from the start"),
           gpus: Optional[int] = typer.Option(None, "--gpus", min=1,
-                                             help="run each stage on N processes (accelerate launch; torchrun on CPU)")):
+                                             help="run each stage on N processes (accelerate launch; torchrun on CPU)"),
+          workers: Optional[int] = WorkersOpt):
     """Curate, run the training stages in order, then evaluate."""
     if resume and restart:
         _fail(ValueError("give --resume or --restart, not both"))
-    runner = _runner(recipe, overrides, out, cache_dir, gpus=gpus)
+    runner = _runner(recipe, overrides, out, cache_dir, gpus=gpus, workers=workers)
     if resume and not any(runner.out.glob("stages/*/checkpoint-*")) and not any(runner.out.glob("stages/*/stage.json")):
         _fail(RuntimeError(f"nothing to resume in {runner.out}: no stage has started there"))
     with _locked(runner):

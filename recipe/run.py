@@ -38,7 +38,7 @@ class RunError(Exception):
 
 class Runner:
     def __init__(self, loaded: LoadedRecipe, out: str | Path | None = None, cache_dir: str | Path | None = None,
-                 console: Console | None = None, gpus: int | None = None):
+                 console: Console | None = None, gpus: int | None = None, workers: int | None = None):
         from training.launch import resolve_launch
 
         self.loaded = loaded
@@ -53,7 +53,7 @@ class Runner:
         self.plan = make_plan(loaded, self.cache, self.out, num_processes=self.launch.num_processes if self.launch else 1)
         self.timings: dict[str, float] = {}
         self.curation = Curation(self.recipe, loaded.hash, self.plan, self.cache, self.out, self.console,
-                                 tokenizer_loader=self.tokenizer, model_loader=self.step_model)
+                                 tokenizer_loader=self.tokenizer, model_loader=self.step_model, workers=workers)
         self._curated: dict[str, datasets.Dataset] | None = None
         if self.recipe.model.trust_remote_code:
             self.console.print(f"[bold yellow]warning:[/] model.trust_remote_code is true: loading {self.recipe.model.path!r} "

@@ -49,13 +49,15 @@ class EvalItemHistory:
     records: list[dict]
 
 
-def _ids(ledger: pa.Table) -> list[str]:
-    return pc.unique(ledger.column("row_id")).to_pylist()
+def _ids(run: RunFiles) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pc.unique(pq.read_table(run.out / "ledger.parquet", columns=["row_id"]).column("row_id")).to_pylist()
 
 
 def suggest(run: RunFiles, row_id: str, limit: int = 5) -> tuple[list[str], int]:
     """Ids starting with ``row_id``; failing that, ids sharing its longest prefix (a typo late in it)."""
-    ids = sorted(set(_ids(run.ledger)))
+    ids = sorted(set(_ids(run)))
     for cut in range(len(row_id), 3, -1):
         hits = [i for i in ids if i.startswith(row_id[:cut])]
         if hits:
@@ -95,10 +97,8 @@ def _text(row: dict) -> str:
 
 
 def history(run: RunFiles, row_id: str) -> RowHistory | EvalItemHistory:
-    led = run.ledger
-    ids_col = led.column("row_id")
-    mask = pc.or_(pc.equal(ids_col, row_id), pc.starts_with(ids_col, row_id + "#"))
-    part = led.filter(mask)
+    rid = pc.field("row_id")
+    part = run.ledger_records((rid == row_id) | pc.starts_with(rid, pattern=row_id + "#"))
     if part.num_rows == 0:
         found = eval_history(run, row_id)
         if found is not None:

@@ -10,17 +10,18 @@ count the mixture table uses); the trainer's own token count is reported next to
 from __future__ import annotations
 
 import datetime as _dt
-from collections import Counter, defaultdict
+from collections import defaultdict
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.card import provenance
 from curation.card.examples import examples
 from curation.card.run_files import RunFiles
-from curation.rows import row_text
+from curation.columns import normalised, text_column, word_counts
 from curation.steps.exact_dedup import normalise
 
 CARD_VERSION = 1
@@ -87,17 +88,23 @@ def _sources(run: RunFiles) -> list[dict]:
 
 
 # ---------------------------------------------------------------------- composition
+def _counts(column) -> dict[str, int]:
+    """Value counts, most frequent first (ties in first-seen order, as ``Counter.most_common``)."""
+    counts = pc.value_counts(column).to_pylist()
+    return {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: -c["counts"])}
+
+
 def _composition(run: RunFiles, mixture: str) -> dict:
-    rows = run.dataset(mixture).to_pylist()
-    by_source: dict[str, dict[str, int]] = defaultdict(lambda: {"rows": 0, "tokens": 0})
-    for r in rows:
-        entry = by_source[r["source"]]
-        entry["rows"] += 1
-        entry["tokens"] += len(row_text(r).split())
-    return {"rows": len(rows), "tokens": sum(v["tokens"] for v in by_source.values()),
+    """Rows and whitespace tokens by source, rows by kind and skill: Arrow group-bys over the dataset."""
+    table = run.dataset(mixture)
+    tokens = word_counts(text_column(table, "all"))
+    by = pa.table({"source": table.column("source"), "tokens": tokens}).group_by("source").aggregate(
+        [("tokens", "count"), ("tokens", "sum")]).to_pylist()
+    by_source = {r["source"]: {"rows": r["tokens_count"], "tokens": int(r["tokens_sum"] or 0)} for r in by}
+    return {"rows": table.num_rows, "tokens": int(tokens.sum()),
             "by_source": dict(sorted(by_source.items())),
-            "by_kind": dict(Counter(r["kind"] for r in rows).most_common()),
-            "by_skill": dict(Counter(r["skill"] or "(none)" for r in rows).most_common())}
+            "by_kind": _counts(table.column("kind")),
+            "by_skill": _counts(table.column("skill").fill_null("(none)"))}
 
 
 # ---------------------------------------------------------------------- preprocessing
@@ -117,7 +124,7 @@ def _ledger_reasons(run: RunFiles, mixture: str, step: str) -> dict[str, int]:
     led = run.ledger
     mask = pc.and_(pc.and_(pc.equal(led.column("dataset"), mixture), pc.equal(led.column("step"), step)),
                    pc.not_equal(led.column("decision"), "keep"))
-    return dict(Counter(c for c in led.filter(mask).column("reason_code").to_pylist() if c))
+    return {k: v for k, v in _counts(led.filter(mask).column("reason_code").drop_null()).items() if k}
 
 
 def thresholds(step: dict) -> dict[str, float]:
@@ -181,8 +188,9 @@ def _method_sections(facts: dict) -> list[dict]:
 
 
 # ---------------------------------------------------------------------- contamination
-def _prompts(rows: list[dict]) -> list[str]:
-    return [normalise(row_text(r, "prompt")) for r in rows]
+def _prompts(table) -> pa.ChunkedArray:
+    """Normalised prompts (``exact_dedup.normalise`` of ``row_text(r, "prompt")``), distinct."""
+    return pc.unique(normalised(text_column(table, "prompt"), True, normalise).combine_chunks())
 
 
 def _exact_overlap(run: RunFiles, facts: dict) -> list[dict]:
@@ -190,22 +198,24 @@ def _exact_overlap(run: RunFiles, facts: dict) -> list[dict]:
     evals = run.recipe.get("eval") or {}
     paths = {name: s.get("rows_path") for name, s in run.curation.get("sources", {}).items()}
     out = []
-    datasets_ = {m: set(_prompts(run.dataset(m, None).to_pylist())) for m in run.mixtures}
+    if not any((spec or {}).get("source") for spec in evals.values()):
+        return out
+    datasets_ = {m: _prompts(run.dataset(m, None)) for m in run.mixtures}
     for ev, spec in evals.items():
         src = spec.get("source")
         if src is None:  # an lm_eval task brings its own data
             continue
         try:
-            eval_rows = pq.read_table(paths[src]).to_pylist() if paths.get(src) else None
+            eval_rows = pq.read_table(paths[src]) if paths.get(src) else None
         except Exception:
             eval_rows = None
         if eval_rows is None:
             out.append({"benchmark": ev, "source": src, "dataset": None, "eval_prompts": None,
                         "status": "eval rows unavailable (cache swept)"})
             continue
-        eval_prompts = set(_prompts(eval_rows))
+        eval_prompts = _prompts(eval_rows)
         for mix, prompts in datasets_.items():
-            hits = len(prompts & eval_prompts)
+            hits = int(pc.sum(pc.is_in(prompts, value_set=eval_prompts)).as_py() or 0)
             out.append({"benchmark": ev, "source": src, "dataset": mix, "eval_prompts": len(eval_prompts),
                         "overlapping_prompts": hits, "share_of_benchmark": hits / max(len(eval_prompts), 1)})
     return out

@@ -111,6 +111,15 @@ class RunFiles:
                                          "re-run `recipe curate` to rebuild it")
         return table
 
+    def ledger_records(self, expression) -> pa.Table:
+        """The ledger records matching a ``pyarrow.dataset`` expression, read by a streaming scan (one
+        record batch at a time in memory, not the whole ledger): what ``recipe audit`` of one id needs."""
+        import pyarrow.dataset as pads
+
+        path = self.out / "ledger.parquet"
+        ledger_mod.read_schema(path)  # a missing or unreadable ledger: the usual message
+        return ledger_mod.conform(pads.dataset(path, format="parquet").to_table(filter=expression))
+
     def dataset_path(self, mixture: str) -> Path:
         return self.out / "datasets" / f"{mixture}.parquet"
 
@@ -143,11 +152,11 @@ class RunFiles:
         for path in self.source_row_paths():
             if not wanted - set(found):
                 break
-            try:
-                table = pq.read_table(path)
+            try:  # only the row groups' matching rows are kept in memory
+                table = pq.read_table(path, filters=pc.is_in(pc.field("id"), value_set=pa.array(sorted(wanted - set(found)),
+                                                                                                pa.string())))
             except Exception:
                 continue  # a swept or damaged cache entry: the card says the row text is unavailable
-            mask = pc.is_in(table.column("id"), value_set=pa.array(sorted(wanted - set(found)), pa.string()))
-            for row in table.filter(mask).to_pylist():
+            for row in table.to_pylist():
                 found[row["id"]] = row
         return {i: found[base_id(i)] for i in ids if base_id(i) in found}

@@ -84,6 +84,7 @@ def one_size(n: int, tmp: Path, bin_dir: Path, datatrove_python: str | None, tas
         "audit_seconds": audit["seconds"], "audit_peak_rss_mb": audit["peak_rss_mb"],
         "ledger_mb": round((run / "ledger.parquet").stat().st_size / 2**20, 1),
     }
+    print(json.dumps(out), flush=True)
     if datatrove_python:
         split_jsonl(src, tmp / f"dt_in_{n}", tasks)
         dt = timed([datatrove_python, str(ROOT / "benchmarks" / "datatrove_chain.py"), str(tmp / f"dt_in_{n}"),

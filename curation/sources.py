@@ -183,10 +183,10 @@ def data_files(folder: Path) -> list[Path]:
                   and _suffix(str(f)) in DATA_SUFFIXES)
 
 
-def _read_file(path: str, label: str = "") -> Iterable[tuple[Any, Any, str | None, str]]:
-    """Records of one local file: the ``datasets`` builder for speed; a JSON Lines file (``.gz`` too)
-    it cannot parse falls back to the line reader that quarantines each bad line. Any other file
-    that cannot be read is a :class:`SourceError` naming the file and the underlying error."""
+def _builder_dataset(path: str):
+    """The file through its ``datasets`` builder; None for a JSON Lines file (``.gz`` too) the builder
+    cannot parse (the line reader, which quarantines each bad line, takes it). Any other file that
+    cannot be read is a :class:`SourceError` naming the file and the underlying error."""
     builder = _BUILDERS.get(_suffix(path))
     if builder is None:
         raise SourceError(f"{path}: unknown file type; use .jsonl, .json, .parquet or .csv (optionally .gz)")
@@ -198,8 +198,14 @@ def _read_file(path: str, label: str = "") -> Iterable[tuple[Any, Any, str | Non
     except Exception as exc:  # datasets raises several types for bad rows
         if builder != "json" or _suffix(path) != ".jsonl":
             raise SourceError(f"{path}: cannot be read: {_root_cause(exc)}") from None
-        return _tolerant_jsonl(path, label)
-    return _records_of(ds, label)
+        return None
+    return ds
+
+
+def _read_file(path: str, label: str = "") -> Iterable[tuple[Any, Any, str | None, str]]:
+    """Records of one local file: the ``datasets`` builder for speed, the line reader where it fails."""
+    ds = _builder_dataset(path)
+    return _tolerant_jsonl(path, label) if ds is None else _records_of(ds, label)
 
 
 def _records_of(ds: datasets.Dataset, label: str = ""):
@@ -272,6 +278,15 @@ def load_source(name: str, spec, *, seed: int = 0, progress=None) -> SourceResul
     fmt_name = spec.format or "fields"
     fmt = FORMATS.get(fmt_name)
     mapped = spec.model_copy(update={"kind": spec.kind or DEFAULT_KIND.get(fmt_name)})
+    columnar = _columnar(name, mapped, fmt_name)
+    if columnar is not None:
+        table, quarantine, n = columnar
+        if progress is not None:
+            progress(n)
+        if not table.num_rows:
+            raise NoValidRows(name, spec.path, quarantine, n)
+        return SourceResult(dataset_of(number_repeated_ids(table)), quarantine,
+                            {"records": n, "valid": table.num_rows, "quarantined": len(quarantine)})
     view = _SpecView(mapped, name)
     rows, quarantine, n = _Rows(), [], 0
     for index, record, error, raw in _read_records(spec):
@@ -294,10 +309,45 @@ def load_source(name: str, spec, *, seed: int = 0, progress=None) -> SourceResul
     return SourceResult(dataset_of(rows.table()), quarantine, stats)
 
 
+def _columnar(name: str, spec, fmt_name: str):
+    """``source_columns.load_text_rows`` of a single local file it applies to, else None."""
+    from curation import source_columns
+
+    if not looks_local(spec.path) or spec.kind != "text" or fmt_name != "fields":
+        return None
+    local = Path(spec.path).expanduser()
+    if not local.is_file():
+        return None
+    ds = _builder_dataset(str(local))
+    if ds is None or not source_columns.applies(spec, fmt_name, ds.features):
+        return None
+    return source_columns.load_text_rows(ds, spec, name)
+
+
+def number_repeated_ids(table):
+    """Repeated ids get their occurrence number (``curation.rows.disambiguate_ids``: ``<id>.1`` for
+    the second identical record), computed over the id column rather than a dict of every id."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not table.num_rows:
+        return table
+    codes = np.asarray(pc.dictionary_encode(table.column("id").combine_chunks()).indices, dtype=np.int64)
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    rank = np.empty(len(codes), dtype=np.int64)
+    rank[order] = np.arange(len(codes)) - np.repeat(starts, np.diff(np.r_[starts, len(codes)]))
+    if not rank.any():
+        return table
+    ids = table.column("id").combine_chunks()
+    renamed = pc.if_else(pa.array(rank > 0), pc.binary_join_element_wise(ids, pa.array(rank.astype(str)), "."), ids)
+    return table.set_column(table.schema.get_field_index("id"), table.schema.field("id"), renamed)
+
+
 class _Rows:
-    """Canonical rows, turned into Arrow every ``FLUSH_ROWS`` rows; :meth:`table` then gives repeated
-    ids their occurrence number (``curation.rows.disambiguate_ids``: ``<id>.1`` for the second
-    identical record), over the id column rather than a dict of every id."""
+    """Canonical rows, turned into Arrow every ``FLUSH_ROWS`` rows; :meth:`table` numbers repeated ids."""
 
     def __init__(self):
         self._pending: list[dict] = []
@@ -319,25 +369,10 @@ class _Rows:
             self._pending = []
 
     def table(self):
-        import numpy as np
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         self._flush()
-        table = pa.concat_tables(self._tables) if self._tables else rows_to_table([])
-        if not table.num_rows:
-            return table
-        codes = np.asarray(pc.dictionary_encode(table.column("id").combine_chunks()).indices, dtype=np.int64)
-        order = np.argsort(codes, kind="stable")
-        sorted_codes = codes[order]
-        starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-        rank = np.empty(len(codes), dtype=np.int64)
-        rank[order] = np.arange(len(codes)) - np.repeat(starts, np.diff(np.r_[starts, len(codes)]))
-        if not rank.any():
-            return table
-        ids = table.column("id").combine_chunks()
-        renamed = pc.if_else(pa.array(rank > 0), pc.binary_join_element_wise(ids, pa.array(rank.astype(str)), "."), ids)
-        return table.set_column(table.schema.get_field_index("id"), table.schema.field("id"), renamed)
+        return number_repeated_ids(pa.concat_tables(self._tables) if self._tables else rows_to_table([]))
 
 
 class _SpecView:

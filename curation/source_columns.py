@@ -1,0 +1,110 @@
+"""Columnar loading of the commonest large source: a local file of ``kind: text`` rows mapped with
+``fields`` (a text column, optionally skill and metadata columns), as pretraining pools are.
+
+The general loader maps every record through the source's format in Python (the mapping is
+arbitrary); this path does the same mapping over the builder's Arrow columns and must give the
+same rows, ids, quarantine records and stats (a test compares the two on awkward text):
+
+* ``missing_field`` where the text is null, ``empty_field`` where it is whitespace only (Python's
+  ``str.strip`` whitespace, spelled out for RE2 by ``curation.columns``);
+* ids: the sha256 of ``json.dumps([source, "text", text], sort_keys=True, ensure_ascii=False)``,
+  the JSON string built by Arrow kernels (the escapes ``json.dumps`` makes: backslash, quote, tab,
+  newline, carriage return) and rows with other control characters dumped in Python; the hash
+  itself is per row (``hashlib``; Arrow has no sha256 kernel);
+* metadata: ``json.dumps`` of the declared columns per row (only when metadata is declared).
+
+Anything else (nested paths, column lists, non-text columns, folders, Hub sources) takes the
+general loader. Why our own code: ``datasets.Dataset.map`` would run the same per-record Python
+through its cache writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curation.columns import SPACE_CLASS
+from curation.rows import ARROW_SCHEMA
+
+_OTHER_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"  # escaped by json.dumps, but not by the kernels below
+_BLANK = f"^[{SPACE_CLASS}]*$"
+
+
+def _plain(column: Any) -> bool:
+    return isinstance(column, str) and "." not in column
+
+
+def applies(spec, fmt_name: str, features) -> bool:
+    """Whether a loaded file source can take the columnar path."""
+    f = spec.fields or {}
+    if fmt_name != "fields" or spec.kind != "text" or set(f) - {"text", "skill", "metadata"}:
+        return False
+    text, skill, meta = f.get("text", "text"), f.get("skill"), f.get("metadata")
+    metas = [meta] if isinstance(meta, str) else (meta or [])
+    if not _plain(text) or (skill is not None and not _plain(skill)) or not all(_plain(c) for c in metas):
+        return False
+    from datasets import Value
+
+    def is_value(col):
+        return col not in features or isinstance(features[col], Value)
+
+    return (text not in features or (isinstance(features[text], Value) and features[text].dtype in ("string", "large_string"))) \
+        and is_value(skill or "") and all(is_value(c) for c in metas)
+
+
+def _ids(source: str, text: pa.Array) -> list[str]:
+    escaped = text
+    for old, new in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        escaped = pc.replace_substring(escaped, old, new)
+    prefix = json.dumps([source, "text"], ensure_ascii=False)[:-1] + ', "'
+    payload = pc.binary_join_element_wise(prefix, escaped, '"]', "").to_pylist()
+    odd = np.flatnonzero(np.asarray(pc.match_substring_regex(text, _OTHER_CONTROL), dtype=bool))
+    if len(odd):
+        raw = text.take(pa.array(odd)).to_pylist()
+        for i, t in zip(odd.tolist(), raw):
+            payload[i] = json.dumps([source, "text", t], sort_keys=True, ensure_ascii=False)
+    return [hashlib.sha256(p.encode("utf-8")).hexdigest()[:16] for p in payload]
+
+
+def load_text_rows(ds, spec, name: str) -> tuple[pa.Table, list[dict], int]:
+    """(canonical rows with their ids not yet numbered, quarantine, records read) of a loaded file."""
+    from curation.sources import _raw
+
+    f = spec.fields or {}
+    table = ds.data.table
+    n = table.num_rows if spec.limit is None else min(spec.limit, table.num_rows)
+    table = table.slice(0, n)
+    col = f.get("text", "text")
+    text = table.column(col).combine_chunks().cast(pa.string()) if col in table.column_names else pa.nulls(n, pa.string())
+    missing = np.asarray(text.is_null(), dtype=bool)
+    blank = ~missing & np.asarray(pc.match_substring_regex(text.fill_null(""), _BLANK), dtype=bool)
+    bad = missing | blank
+    quarantine = [{"index": int(i), "reason": "missing_field" if missing[i] else "empty_field",
+                   "detail": col if missing[i] else "text", "raw": _raw(ds[int(i)])} for i in np.flatnonzero(bad)]
+    keep = pa.array(~bad)
+    text = text.filter(keep)
+    k = len(text)
+    if f.get("skill"):  # str() of the value, as the general mapping does (True -> "True", 1.0 -> "1.0")
+        values = table.column(f["skill"]).filter(keep).to_pylist() if f["skill"] in table.column_names else [None] * k
+        skill = pa.array([None if v is None else str(v) for v in values], pa.string())
+    else:
+        skill = pa.repeat(pa.scalar(spec.skill, pa.string()), k)
+    meta = f.get("metadata")
+    metas = [meta] if isinstance(meta, str) else (meta or [])
+    if metas:
+        values = {c: (ds.select_columns([c])[c][:n] if c in table.column_names else [None] * n) for c in metas}
+        kept_idx = np.flatnonzero(~bad).tolist()
+        metadata = pa.array([json.dumps({c: values[c][i] for c in metas}, sort_keys=True) for i in kept_idx], pa.string())
+    else:
+        metadata = pa.repeat(pa.scalar("{}", pa.string()), k)
+    columns = {"id": pa.array(_ids(name, text), pa.string()), "source": pa.repeat(pa.scalar(name, pa.string()), k),
+               "kind": pa.repeat(pa.scalar("text", pa.string()), k), "skill": skill,
+               "ground_truth": pa.nulls(k, pa.string()), "verifier": pa.nulls(k, pa.string()), "text": text,
+               "metadata": metadata}
+    arrays = [columns[field.name] if field.name in columns else pa.nulls(k, field.type) for field in ARROW_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA), quarantine, n

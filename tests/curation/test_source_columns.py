@@ -1,0 +1,59 @@
+"""The columnar text-source loader gives exactly the rows, ids, quarantine and stats of the
+general per-record loader."""
+
+import json
+
+import pytest
+
+from curation import source_columns
+from curation.sources import load_source
+from recipe.schema import FileSource
+
+_AWKWARD = ['plain text', 'quote " and backslash \\ here', "tab\tnew\nline\r\n", "bell \x07 and \x1b esc \x0c ff",
+            "unicode café 東京 🙂 \u2028 sep", "", "   \u3000\u00a0 ", None, "plain text", "plain text", "\\n literal",
+            "ends with backslash \\", '"', "\x00 nul"]
+
+
+def _write(tmp_path, records):
+    p = tmp_path / "t.jsonl"
+    p.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
+    return p
+
+
+def _both(monkeypatch, name, spec):
+    fast = load_source(name, spec)
+    with monkeypatch.context() as m:
+        m.setattr(source_columns, "applies", lambda *a: False)
+        slow = load_source(name, spec)
+    return fast, slow
+
+
+@pytest.mark.parametrize("fields,limit", [({"text": "body"}, None), ({"text": "body", "skill": "sk", "metadata": ["n", "tag"]}, None), ({"text": "body", "skill": "flag"}, None),
+                                          ({"text": "body", "metadata": "n"}, 9), ({"text": "nope"}, None)])
+def test_columnar_text_source_equals_the_general_loader(tmp_path, monkeypatch, fields, limit):
+    records = [{"body": t, "n": i, "tag": ["a", None][i % 2], "sk": [1, 2, None][i % 3], "flag": [True, False][i % 2]} for i, t in enumerate(_AWKWARD * 3)]
+    spec = FileSource(path=str(_write(tmp_path, records)), kind="text", fields=fields, limit=limit, license="CC0-1.0")
+    called = []
+    real = source_columns.load_text_rows
+    monkeypatch.setattr(source_columns, "load_text_rows", lambda *a: called.append(1) or real(*a))
+    if fields["text"] == "nope":
+        from curation.sources import NoValidRows
+
+        with pytest.raises(NoValidRows):
+            load_source("src", spec)
+        return
+    fast, slow = _both(monkeypatch, "src", spec)
+    assert called, "the columnar path was not taken"
+    assert fast.rows.to_list() == slow.rows.to_list()
+    assert fast.quarantine == slow.quarantine
+    assert fast.stats == slow.stats
+    assert limit or any(r["id"].endswith(".2") for r in fast.rows.to_list())  # repeated records numbered
+
+
+def test_columnar_path_skips_what_it_cannot_map(tmp_path):
+    from datasets import Features, Value
+
+    spec = FileSource(path="x.jsonl", kind="text", fields={"text": "a.b"}, license="CC0-1.0")
+    assert not source_columns.applies(spec, "fields", Features({"a": Value("string")}))
+    spec = FileSource(path="x.jsonl", kind="chat", fields={"prompt": "q", "response": "a"}, license="CC0-1.0")
+    assert not source_columns.applies(spec, "fields", Features({"q": Value("string")}))

@@ -35,7 +35,7 @@ from curation.files import atomic_path, atomic_write_text
 from curation.columns import table_of
 from curation.ledger import write_parquet
 from curation.mixture import mix
-from curation.row_local import decide_table
+from curation.row_local import WorkerPool, decide_table
 from curation.rows import dataset_of
 from curation.sources import NoValidRows, load_source
 from curation.steps import STEPS
@@ -103,6 +103,13 @@ class Curation:
 
         Everything that can fail slowly (sources, mixtures, steps) runs in the cache first; the run
         directory is touched only afterwards, so a failure there leaves the previous run committed."""
+        self._pool = WorkerPool(self.workers)  # row-local steps' processes, started at first need
+        try:
+            return self._run(resolved_text)
+        finally:
+            self._pool.close()
+
+    def _run(self, resolved_text: str) -> dict[str, datasets.Dataset]:
         started = time.time()
         self.curation_id = run_commit.new_curation_id()
         self.timing: list[dict] = []
@@ -251,7 +258,7 @@ class Curation:
                 started = time.perf_counter()
                 if step.row_local:
                     advance = on_progress(f"{node.extra['step']} (row-local)", rows.num_rows)
-                    decisions = decide_table(step, rows, self.workers, on_shard=advance)
+                    decisions = decide_table(step, rows, self._pool, on_shard=advance)
                 else:
                     decisions = step.decide(dataset_of(rows))
                 seconds = round(time.perf_counter() - started, 3)

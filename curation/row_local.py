@@ -2,10 +2,15 @@
 
 A row-local step (``Step.row_local``: a row's decision depends on that row alone) decides a
 ``pyarrow`` table through ``decide_batch``. The runner cuts the rows into contiguous shards, has
-each decided (in worker processes when there are enough rows and the step can be sent to one), and
-concatenates the decisions in shard order; ``Step.summarise`` then computes the step's card facts
-from the merged decisions. Because every row's decision depends on that row alone, the result is
-the same on 1 or N processes (a test checks).
+each decided, and concatenates the decisions in shard order; ``Step.summarise`` then computes the
+step's card facts from the merged decisions. Because every row's decision depends on that row
+alone, the result is the same on 1 or N processes (a test checks).
+
+Shards go to worker processes when the step does per-row Python (``Step.per_row_python``: Gopher
+repetition, empty turns), can be rebuilt in a worker from its options, and there are at least
+``MIN_ROWS_PER_WORKER`` rows per worker. Vectorised steps (Arrow kernels: length, garbage) run in
+this process: there a worker's start and the shard's transfer cost more than the kernels. One
+:class:`WorkerPool` serves every step of a curation run, so workers start once.
 
 Why our own code: ``datasets.Dataset.map(num_proc=N)`` would re-encode every shard through its
 Arrow writer and cache files, and a step's output here is decisions, not rows.
@@ -38,6 +43,36 @@ def can_parallelise(step: Step) -> bool:
     """A worker gets the step's class, options and seed only: no tokenizer, model or source loader."""
     return (step.row_local and step.parallel_ok and not step.uses_tokenizer
             and not type(step).model_refs(step.params) and not type(step).reads_sources(step.params))
+
+
+def _warm(modules: list[str]) -> None:
+    import importlib
+
+    for m in modules:
+        importlib.import_module(m)
+
+
+class WorkerPool:
+    """Worker processes shared by the row-local steps of one run, started at first use (``spawn``:
+    fresh interpreters, none of the parent's threads), closed by :meth:`close`."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = available_cpus() if workers is None else max(1, workers)
+        self._executor: ProcessPoolExecutor | None = None
+
+    def executor(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            import multiprocessing
+
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            for _ in range(self.workers):  # start every worker now, importing what the shards need
+                self._executor.submit(_warm, ["curation.steps", "curation.columns", "pyarrow.compute"])
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
 
 
 def _to_ipc(table: pa.Table) -> bytes:
@@ -75,25 +110,28 @@ def shards(n: int, workers: int) -> list[tuple[int, int]]:
     return [(int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def decide_table(step: Step, table: pa.Table, workers: int | None = None, on_shard: Any = None) -> Decisions:
-    """``step``'s decisions over ``table``: on ``workers`` processes (default: the CPUs this process
-    may use) when the step can go to a worker and there are at least ``MIN_ROWS_PER_WORKER`` rows
-    per worker, else in this process, in shards either way. ``on_shard(rows)`` reports progress."""
-    workers = available_cpus() if workers is None else max(1, workers)
-    workers = min(workers, max(1, table.num_rows // MIN_ROWS_PER_WORKER))
+def decide_table(step: Step, table: pa.Table, pool: WorkerPool | int | None = None, on_shard: Any = None) -> Decisions:
+    """``step``'s decisions over ``table``, in shards: on ``pool``'s processes (a :class:`WorkerPool`, or a
+    number of workers for a pool of this call only; default every CPU) when the module docstring's
+    conditions hold, else in this process. ``on_shard(rows)`` reports progress."""
+    own = not isinstance(pool, WorkerPool)
+    pool = WorkerPool(pool) if own else pool
+    workers = min(pool.workers, max(1, table.num_rows // MIN_ROWS_PER_WORKER))
     parts: list[Decisions] = []
-    if workers > 1 and can_parallelise(step):
-        spans = shards(table.num_rows, workers)
-        import multiprocessing
-
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_decide_shard, step.name, step.params.model_dump(), step.ctx.seed,
-                                   _to_ipc(table.slice(a, k))) for a, k in spans]
+    try:
+        if workers > 1 and step.per_row_python and can_parallelise(step):
+            spans = shards(table.num_rows, workers)
+            executor = pool.executor()
+            futures = [executor.submit(_decide_shard, step.name, step.params.model_dump(), step.ctx.seed,
+                                       _to_ipc(table.slice(a, k))) for a, k in spans]
             for fut, (_, k) in zip(futures, spans):
                 parts.append(fut.result())
                 if on_shard:
                     on_shard(k)
-    else:
+    finally:
+        if own:
+            pool.close()
+    if not parts:
         for a, k in shards(table.num_rows, 1):
             parts.append(step.decide_batch(table.slice(a, k)))
             if on_shard:

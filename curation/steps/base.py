@@ -24,8 +24,9 @@ A step is a class with
   ``decide_batch(table) -> Decisions`` over a ``pyarrow.Table`` of canonical rows (vectorised with
   ``pyarrow.compute`` / numpy where it can be, ``curation.columns`` gives the row texts) and
   ``summarise(decisions) -> extras`` over the merged decisions; the runner decides the rows in
-  shards, on several processes when ``parallel_ok`` and the step needs no tokenizer, model or
-  other source (``curation.row_local``), and ``decide(rows)`` is ``decide_batch`` of the whole table.
+  shards, on several processes when ``per_row_python`` and ``parallel_ok`` and the step needs no
+  tokenizer, model or other source (``curation.row_local``); ``decide(rows)`` is ``decide_batch``
+  of the whole table.
 
 A step never removes rows itself; the runner applies the decisions and appends them to the
 ledger, so every drop has a record. Selectors with a budget return the same shape.
@@ -164,6 +165,7 @@ class Step:
     orders: ClassVar[bool] = False  # its Decisions carry an `order` the runner applies
     row_local: ClassVar[bool] = False  # decide_batch(table) over any shard gives that shard's decisions
     parallel_ok: ClassVar[bool] = True  # a row-local step a worker process can rebuild from its options
+    per_row_python: ClassVar[bool] = False  # its decide_batch loops over rows in Python: worth a worker
 
     def __init__(self, params: BaseModel, ctx: StepContext):
         self.params = params

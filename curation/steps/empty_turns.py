@@ -47,6 +47,7 @@ class EmptyTurns(Step):
     version = "1"
     Params = EmptyTurnsParams
     row_local = True
+    per_row_python = True
     _COLUMNS = ("kind", "messages", "prompt", "chosen", "rejected", "ground_truth", "text")
 
     def _problems(self, row) -> list[str]:

@@ -26,8 +26,9 @@ Gopher set these for web documents; short chat turns rarely trip them, and rows 
 ``min_words`` words are not judged (score 0), since fractions of a few words are noise.
 
 Row-local; the signals are per-row Python (the algorithm is), made cheap without changing a value:
-n-grams are tuples of words, and since an n-gram can only repeat where its (n-1)-gram prefix does,
-the scan stops at the first n with no repeated n-gram (every larger n then scores 0).
+n-grams are tuples of words; since an n-gram can only repeat where its (n-1)-gram prefix does,
+the scan stops at the first n with no repeated n-gram (every larger n then scores 0); and a text
+with no newline and no word twice has every signal 0 without computing any.
 """
 
 from __future__ import annotations
@@ -117,12 +118,12 @@ def _ngram_signals(words: list[str], p: RepetitionParams) -> dict[tuple[str, int
     return out
 
 
-def repetition_signals(text: str, p: RepetitionParams) -> list[tuple[str, float, float]]:
-    """[(code, value, threshold)] in Table A1 order."""
+def repetition_signals(text: str, p: RepetitionParams, words: list[str] | None = None) -> list[tuple[str, float, float]]:
+    """[(code, value, threshold)] in Table A1 order (``words``: ``text.split()``, when already split)."""
     L = max(len(text), 1)
     lines = [l for l in _LINE.split(text.strip()) if l.strip()]
     paras = [q for q in _PARA.split(text.strip()) if q.strip()]
-    words = text.split()
+    words = text.split() if words is None else words
     dl, dlc = _dup_stats(lines)
     dp, dpc = _dup_stats(paras)
     out = [
@@ -143,6 +144,7 @@ class Repetition(Step):
     version = "1"
     Params = RepetitionParams
     row_local = True
+    per_row_python = True
 
     def decide_batch(self, table) -> Decisions:
         p = self.params
@@ -151,10 +153,14 @@ class Repetition(Step):
         keep = np.ones(n, dtype=bool)
         score = np.zeros(n)
         reason: list[str | None] = [None] * n
+        min_words = max(p.min_words, 1)
         for i, text in enumerate(texts):
-            if len(text.split()) < max(p.min_words, 1):
+            words = text.split()
+            if len(words) < min_words:
                 continue
-            signals = repetition_signals(text, p)
+            if "\n" not in text and len(set(words)) == len(words):
+                continue  # one line, one paragraph, no word twice: every signal is 0, so score 0, kept
+            signals = repetition_signals(text, p, words)
             score[i] = max((v / t if t > 0 else (_BIG if v > 0 else 0.0)) for _, v, t in signals)
             for code, value, thr in signals:
                 if value > thr:

@@ -38,13 +38,18 @@ def test_two_processes_give_the_decisions_of_one(monkeypatch):
 
     table = table_of(_rows(n=1200, seed=4))
     monkeypatch.setattr(row_local, "MIN_ROWS_PER_WORKER", 100)  # shard a small table over 2 workers
-    for name, params in ROW_LOCAL:
-        whole = _step(name, params).decide(table)  # decide_batch of the whole table
-        one = row_local.decide_table(_step(name, params), table, workers=1)
-        two = row_local.decide_table(_step(name, params), table, workers=2)
-        _same(whole, one)
-        _same(whole, two)
-        assert (~whole.keep).any() or name == "empty_turns", name  # the rows exercise every step
+    pool = row_local.WorkerPool(2)  # one pool for every step, as a curation run has
+    try:
+        for name, params in ROW_LOCAL:
+            whole = _step(name, params).decide(table)  # decide_batch of the whole table
+            one = row_local.decide_table(_step(name, params), table, 1)
+            two = row_local.decide_table(_step(name, params), table, pool)
+            _same(whole, one)
+            _same(whole, two)
+            assert (~whole.keep).any(), name  # the rows exercise every step
+        assert pool._executor is not None  # repetition and empty_turns went to the workers
+    finally:
+        pool.close()
 
 
 def test_shards_cover_the_rows_in_order():

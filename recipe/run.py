@@ -24,12 +24,22 @@ from recipe.plan import Node, make_plan, stage_dir
 
 def _quiet_library_bars() -> None:
     """Our rich bars cover curation and eval; the libraries' per-file bars only add noise there.
-    The trainer's own step bar (tqdm) stays on."""
-    from transformers.utils import logging as hf_logging
+    The trainer's own step bar (tqdm) stays on. transformers is not imported for this (a second
+    of a `recipe curate` that never uses it): it reads both settings when it is first imported
+    (its bars follow huggingface_hub's switch, its level ``TRANSFORMERS_VERBOSITY``)."""
+    import os
+    import sys
+
+    from huggingface_hub.utils import disable_progress_bars
 
     datasets.disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    disable_progress_bars()
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
 
 
 class RunError(Exception):

@@ -131,6 +131,9 @@ def text_column(rows: Any, field: str = "all") -> pa.ChunkedArray:
         return pa.chunked_array([], type=pa.string())
     if "kind" not in table.column_names:
         raise ValueError("rows have no 'kind' column: not canonical rows")
+    kinds = pc.unique(table.column("kind")).to_pylist()
+    if kinds == ["text"]:  # text rows are their text, whatever the field: the column itself
+        return table.column("text").fill_null("").cast(pa.string())
     return _concat_chunks([_text_batch(b, field) for b in batches(table)])
 
 
@@ -139,9 +142,43 @@ def char_counts(strings) -> np.ndarray:
     return np.asarray(pc.utf8_length(strings).fill_null(0), dtype=np.int64)
 
 
+_ASCII_SPACE_LUT = np.zeros(256, dtype=bool)
+_ASCII_SPACE_LUT[[ord(c) for c in PY_SPACE if ord(c) < 128]] = True
+
+
+def _ascii_word_counts(arr: pa.Array) -> np.ndarray:
+    """Words of each string counted on its UTF-8 bytes: a word starts at a non-space byte after a space
+    byte or at the string's start. Exact for ASCII strings (every other byte is not whitespace there)."""
+    offsets_buf, data_buf = arr.buffers()[1], arr.buffers()[2]
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=width)[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
+    if data_buf is None or offsets[-1] == offsets[0]:
+        return np.zeros(len(arr), dtype=np.int64)
+    data = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0]:offsets[-1]]
+    space = _ASCII_SPACE_LUT[data]
+    starts = ~space
+    starts[1:] &= space[:-1]
+    begin = offsets[:-1] - offsets[0]
+    nonempty = begin < len(data)
+    starts[begin[nonempty]] = ~space[begin[nonempty]]  # a string's first byte starts a word unless a space
+    total = np.concatenate([[0], np.cumsum(starts, dtype=np.int64)])
+    rel = offsets - offsets[0]
+    return total[rel[1:]] - total[rel[:-1]]
+
+
 def word_counts(strings) -> np.ndarray:
-    """``len(s.split())`` of every string (Python's whitespace, see the module docstring)."""
-    return np.asarray(pc.count_substring_regex(strings, _WORD).fill_null(0), dtype=np.int64)
+    """``len(s.split())`` of every string (Python's whitespace, see the module docstring): ASCII strings
+    by a byte scan, the others by an RE2 count of runs of non-whitespace."""
+    strings = strings if isinstance(strings, pa.ChunkedArray) else pa.chunked_array([strings])
+    out = []
+    for chunk in strings.chunks:
+        chunk = chunk.fill_null("")
+        counts = _ascii_word_counts(chunk)
+        other = np.flatnonzero(~np.asarray(pc.string_is_ascii(chunk), dtype=bool))
+        if len(other):
+            counts[other] = np.asarray(pc.count_substring_regex(chunk.take(pa.array(other)), _WORD), dtype=np.int64)
+        out.append(counts)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def normalised(strings, lower: bool = True, fallback=None) -> pa.ChunkedArray:

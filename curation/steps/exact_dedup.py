@@ -57,8 +57,10 @@ class ExactDedup(Step):
         codes, distinct = _codes(texts)
         first = _first_of(codes, distinct)[codes]
         ids = table.column("id")
-        bases, _ = _codes(pc.replace_substring_regex(ids, "(?s)#.*", ""))
-        dup = (np.arange(n) != first) & (bases != bases[first])
+        dup = np.arange(n) != first
+        if pc.any(pc.match_substring(ids, "#")).as_py():  # upsampled copies: not duplicates of their base row
+            bases, _ = _codes(pc.replace_substring_regex(ids, "(?s)#.*", ""))
+            dup &= bases != bases[first]
         reason: list[str | None] = [None] * n
         where = np.flatnonzero(dup)
         for i, kept_id in zip(where.tolist(), ids.take(pa.array(first[where])).to_pylist()):
@@ -73,7 +75,10 @@ def _codes(strings) -> tuple[np.ndarray, int]:
 
 
 def _first_of(codes: np.ndarray, distinct: int) -> np.ndarray:
-    """The first row index holding each code."""
-    first = np.full(distinct, len(codes), dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(len(codes)))
+    """The first row index holding each code (Arrow numbers codes in order of first appearance, so the
+    first row of code k is where the running maximum of the codes first reaches k)."""
+    seen = np.maximum.accumulate(codes)
+    new = np.r_[True, seen[1:] > seen[:-1]]
+    first = np.flatnonzero(new)
+    assert len(first) == distinct, "dictionary codes are not in order of first appearance"
     return first

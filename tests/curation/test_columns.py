@@ -65,6 +65,9 @@ def test_counts_and_normalisation_equal_python():
     import pyarrow as pa
 
     assert columns.normalised(pa.array(ascii_only), True, normalise).to_pylist() == [normalise(t) for t in ascii_only]
+    odd = ascii_only + ["", " ", "a", " a ", "\x1c\x1fb\x0bc ", None]
+    sliced = pa.array(odd).slice(3)  # an offset into the buffers
+    assert columns.word_counts(sliced).tolist() == [len((t or "").split()) for t in odd[3:]]
 
 
 def test_python_whitespace_class_is_complete():

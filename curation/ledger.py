@@ -121,17 +121,22 @@ def quarantine_table(source: str, quarantine: list[dict]) -> pa.Table:
     )
 
 
-def write(tables: list[pa.Table], path: Path, stamp: dict | None = None) -> Path:
-    """Write the ledger atomically (a temp name unique to this process, then rename). ``stamp``
-    (recipe_hash, curation_id) goes into the schema metadata: the run commit checks it."""
+def write(tables: list, path: Path, stamp: dict | None = None) -> Path:
+    """Write the ledger atomically (a temp name unique to this process, then rename) from its parts in
+    order: Arrow tables, or Parquet files (a step's cached decisions), each read and written in turn,
+    so only one part is in memory. ``stamp`` (recipe_hash, curation_id) goes into the schema
+    metadata: the run commit checks it."""
     from curation.files import atomic_path
     from curation.run_commit import stamp as stamp_table
 
-    table = pa.concat_tables([conform(t.replace_schema_metadata(None)) for t in tables]) if tables else SCHEMA.empty_table()
-    if stamp:
-        table = stamp_table(table, stamp["recipe_hash"], stamp["curation_id"])
+    schema = stamp_table(SCHEMA.empty_table(), stamp["recipe_hash"], stamp["curation_id"]).schema if stamp else SCHEMA
     with atomic_path(path) as tmp:
-        write_parquet(table, tmp)
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for part in tables:
+                table = pq.read_table(part) if isinstance(part, (str, Path)) else part
+                table = conform(table.replace_schema_metadata(None)).cast(SCHEMA).replace_schema_metadata(schema.metadata)
+                if table.num_rows:
+                    writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
     return path
 
 

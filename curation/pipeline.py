@@ -55,7 +55,6 @@ class Curation:
         self.out, self.console, self.tokenizer_loader = Path(out), console, tokenizer_loader
         self.model_loader = model_loader
         self.workers = workers  # processes for row-local steps (None: every CPU this process may use)
-        self._sources: dict[str, pa.Table] = {}
         self.curation_id: str | None = None
 
     # ------------------------------------------------------------------ sources
@@ -64,8 +63,12 @@ class Curation:
         return dataset_of(self.source_table(name))
 
     def source_table(self, name: str) -> pa.Table:
-        if name in self._sources:
-            return self._sources[name]
+        """Source ``name``'s rows, read from its cache entry each time (not held for the whole run)."""
+        entry = self.load_source(name)
+        return pq.read_table(entry / "rows.parquet")
+
+    def load_source(self, name: str) -> Path:
+        """Source ``name`` into the cache unless it is there; its cache entry."""
         node = self.plan.get("source", name)
         entry = self.cache.path("source", node.key)
         if not self.cache.has("source", node.key):
@@ -84,9 +87,7 @@ class Curation:
                 counts = Counter(q["reason"] for q in result.quarantine)
                 self.console.print(f"  [yellow]quarantined {len(result.quarantine)} of {result.stats['records']} records of "
                                    f"{name!r}[/]: " + ", ".join(f"{k} x{v}" for k, v in counts.most_common()))
-        table = pq.read_table(entry / "rows.parquet")
-        self._sources[name] = table
-        return table
+        return entry
 
     def source_stats(self, name: str) -> dict:
         entry = self.cache.path("source", self.plan.get("source", name).key)
@@ -122,7 +123,7 @@ class Curation:
             if node.cached:
                 say(self.console, node, "[green]cached[/]")
             try:
-                self.source_table(name)
+                self.load_source(name)
             except NoValidRows as exc:
                 self._commit_failed(exc, tables, record, stamp, resolved_text)
                 raise
@@ -218,15 +219,16 @@ class Curation:
                 (tmp / "table.json").write_text(json.dumps(result.table))
             del result, parts  # the rows are read back from the entry: one copy in memory
         rows = pq.read_table(entry / "rows.parquet")
-        tables = [pq.read_table(entry / "decisions.parquet")]
+        tables: list = [entry / "decisions.parquet"]  # ledger parts, streamed into the ledger at the end
         table = json.loads((entry / "table.json").read_text())
         self._print_outcome(mix_name, table)
         funnel = [{"step": "mixture", "rows_in": sum(t["available"] for t in table), "rows_out": rows.num_rows, "dropped": {}}]
         for step_node in [n for n in self.plan.of_kind("step") if n.extra["mixture"] == mix_name]:
             rows_in = rows.num_rows
             rows, decisions, extras, seconds = self._run_step(step_node, rows)
-            tables.append(decisions)
+            tables.append(self.cache.path("step", step_node.key) / "decisions.parquet")
             codes = drop_codes(decisions)
+            del decisions
             funnel.append({"step": step_node.name.split(":", 1)[1], "index": step_node.extra["index"],
                            "params": step_node.describe["params"], "rows_in": rows_in, "rows_out": rows.num_rows,
                            "dropped": codes, "extras": extras})

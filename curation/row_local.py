@@ -82,6 +82,17 @@ def _to_ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def _payload(step: Step, shard: pa.Table) -> pa.Table:
+    """What a worker needs of a shard: for a ``text_only`` step, its field's text as text rows (the same
+    ``text_column``), else the shard."""
+    if not step.text_only:
+        return shard
+    from curation.columns import text_column
+
+    text = text_column(shard, step.params.field)
+    return pa.table({"kind": pa.repeat(pa.scalar("text"), len(text)), "text": text})
+
+
 def _decide_shard(step_name: str, params: dict, seed: int, payload: bytes) -> Decisions:
     from curation.steps import STEPS
 
@@ -122,12 +133,14 @@ def decide_table(step: Step, table: pa.Table, pool: WorkerPool | int | None = No
         if workers > 1 and step.per_row_python and can_parallelise(step):
             spans = shards(table.num_rows, workers)
             executor = pool.executor()
-            futures = [executor.submit(_decide_shard, step.name, step.params.model_dump(), step.ctx.seed,
-                                       _to_ipc(table.slice(a, k))) for a, k in spans]
-            for fut, (_, k) in zip(futures, spans):
-                parts.append(fut.result())
-                if on_shard:
-                    on_shard(k)
+            args = (step.name, step.params.model_dump(), step.ctx.seed)
+            futures: list = []
+            for i, (a, k) in enumerate(spans):  # at most two shards per worker in flight: bounded memory
+                futures.append(executor.submit(_decide_shard, *args, _to_ipc(_payload(step, table.slice(a, k)))))
+                while len(futures) - len(parts) > 2 * workers or (i == len(spans) - 1 and len(parts) < len(futures)):
+                    parts.append(futures[len(parts)].result())
+                    if on_shard:
+                        on_shard(spans[len(parts) - 1][1])
     finally:
         if own:
             pool.close()

@@ -166,6 +166,7 @@ class Step:
     row_local: ClassVar[bool] = False  # decide_batch(table) over any shard gives that shard's decisions
     parallel_ok: ClassVar[bool] = True  # a row-local step a worker process can rebuild from its options
     per_row_python: ClassVar[bool] = False  # its decide_batch loops over rows in Python: worth a worker
+    text_only: ClassVar[bool] = False  # decide_batch reads only text_column(table, params.field): a worker gets that
 
     def __init__(self, params: BaseModel, ctx: StepContext):
         self.params = params

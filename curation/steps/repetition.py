@@ -145,6 +145,7 @@ class Repetition(Step):
     Params = RepetitionParams
     row_local = True
     per_row_python = True
+    text_only = True
 
     def decide_batch(self, table) -> Decisions:
         p = self.params

@@ -159,11 +159,12 @@ def _ascii_word_counts(arr: pa.Array) -> np.ndarray:
     starts = ~space
     starts[1:] &= space[:-1]
     begin = offsets[:-1] - offsets[0]
-    nonempty = begin < len(data)
+    nonempty = offsets[1:] > offsets[:-1]
     starts[begin[nonempty]] = ~space[begin[nonempty]]  # a string's first byte starts a word unless a space
-    total = np.concatenate([[0], np.cumsum(starts, dtype=np.int64)])
-    rel = offsets - offsets[0]
-    return total[rel[1:]] - total[rel[:-1]]
+    counts = np.zeros(len(arr), dtype=np.int64)
+    if nonempty.any():  # per-string sums; empty strings lie between segments and count 0
+        counts[nonempty] = np.add.reduceat(starts, begin[nonempty], dtype=np.int64)
+    return counts
 
 
 def word_counts(strings) -> np.ndarray:
@@ -171,8 +172,9 @@ def word_counts(strings) -> np.ndarray:
     by a byte scan, the others by an RE2 count of runs of non-whitespace."""
     strings = strings if isinstance(strings, pa.ChunkedArray) else pa.chunked_array([strings])
     out = []
-    for chunk in strings.chunks:
-        chunk = chunk.fill_null("")
+    pieces = (big.slice(start, BATCH_ROWS) for big in strings.chunks for start in range(0, len(big), BATCH_ROWS))
+    for piece in pieces:  # bounded temporaries: two byte-long masks per batch
+        chunk = piece.fill_null("")
         counts = _ascii_word_counts(chunk)
         other = np.flatnonzero(~np.asarray(pc.string_is_ascii(chunk), dtype=bool))
         if len(other):

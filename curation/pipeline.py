@@ -212,7 +212,7 @@ class Curation:
                 parts.append(ledger_mod.records_table(
                     mix_name, "mixture", 0, info["ids"], pa.repeat(pa.scalar(src), len(copies)), copies > 0,
                     reason=pa.array(np.where(copies > 0, None, "not_sampled"), pa.string()),
-                    detail=pa.array(np.where(copies > 1, np.char.add("copies=", copies.astype(str)), None), pa.string())))
+                    detail=_copies_detail(copies)))
             with self.cache.write("mixture", node.key, node.describe) as tmp:
                 write_parquet(result.arrow, tmp / "rows.parquet")
                 write_parquet(pa.concat_tables(parts), tmp / "decisions.parquet")
@@ -302,6 +302,14 @@ class Curation:
             t.add_row(r["source"], share, str(r["available"]), str(r["target_rows"]), str(r["observed_rows"]),
                       f"{100 * r['target_ratio']:.1f}", f"{100 * r['observed_ratio']:.1f}", str(r["observed_tokens"]))
         self.console.print(t)
+
+
+def _copies_detail(copies: np.ndarray) -> pa.Array:
+    """``copies=<k>`` for rows drawn more than once, null for the others."""
+    detail = np.full(len(copies), None, dtype=object)
+    many = np.flatnonzero(copies > 1)
+    detail[many] = [f"copies={c}" for c in copies[many].tolist()]
+    return pa.array(detail, pa.string())
 
 
 def drop_codes(decisions: pa.Table) -> dict[str, int]:

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from scipy.integrate import simpson
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -59,6 +58,8 @@ def optimal_bands_rows(threshold: float, num_perm: int, fp_weight: float = 0.5, 
     """
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    from scipy.integrate import simpson  # imported here: most runs never tune bands
+
     pairs = np.array([(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)], dtype=np.float64)
     B, R = pairs[:, :1], pairs[:, 1:]
     lo = np.linspace(0.0, threshold, grid)

@@ -66,7 +66,7 @@ class WorkerPool:
 
             self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
             for _ in range(self.workers):  # start every worker now, importing what the shards need
-                self._executor.submit(_warm, ["curation.steps", "curation.columns", "pyarrow.compute"])
+                self._executor.submit(_warm, ["curation.steps.base", "curation.columns", "pyarrow.compute"])
         return self._executor
 
     def close(self) -> None:
@@ -93,11 +93,22 @@ def _payload(step: Step, shard: pa.Table) -> pa.Table:
     return pa.table({"kind": pa.repeat(pa.scalar("text"), len(text)), "text": text})
 
 
-def _decide_shard(step_name: str, params: dict, seed: int, payload: bytes) -> Decisions:
-    from curation.steps import STEPS
+def _step_class(where: tuple[str, str], step_name: str) -> type[Step]:
+    """The step's class from its own module (not every built-in step's: a worker imports only what it
+    runs), else from the registry."""
+    import importlib
 
+    try:
+        return getattr(importlib.import_module(where[0]), where[1])
+    except (ImportError, AttributeError):
+        from curation.steps import STEPS
+
+        return STEPS.get(step_name)
+
+
+def _decide_shard(where: tuple[str, str], step_name: str, params: dict, seed: int, payload: bytes) -> Decisions:
     table = pa.ipc.open_stream(payload).read_all()
-    cls = STEPS.get(step_name)
+    cls = _step_class(where, step_name)
     return cls(cls.Params.model_validate(params), StepContext(seed=seed)).decide_batch(table)
 
 
@@ -133,7 +144,7 @@ def decide_table(step: Step, table: pa.Table, pool: WorkerPool | int | None = No
         if workers > 1 and step.per_row_python and can_parallelise(step):
             spans = shards(table.num_rows, workers)
             executor = pool.executor()
-            args = (step.name, step.params.model_dump(), step.ctx.seed)
+            args = ((type(step).__module__, type(step).__qualname__), step.name, step.params.model_dump(), step.ctx.seed)
             futures: list = []
             for i, (a, k) in enumerate(spans):  # at most two shards per worker in flight: bounded memory
                 futures.append(executor.submit(_decide_shard, *args, _to_ipc(_payload(step, table.slice(a, k)))))

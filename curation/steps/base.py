@@ -36,12 +36,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-import datasets
 import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # datasets costs a worker process most of a second to import
+    import datasets
 
 
 class NoParams(BaseModel):

@@ -35,7 +35,7 @@ from curation.files import atomic_path, atomic_write_text
 from curation.columns import table_of
 from curation.ledger import write_parquet
 from curation.mixture import mix
-from curation.row_local import WorkerPool, decide_table
+from curation.engine import make_engine
 from curation.rows import dataset_of
 from curation.sources import NoValidRows, load_source
 from curation.steps import STEPS
@@ -50,11 +50,13 @@ class Curation:
     ``model_loader`` (name -> model dir) the models steps run (``base`` or a path; ``Step.model_refs``)."""
 
     def __init__(self, recipe, recipe_hash: str, plan, cache, out: Path, console, tokenizer_loader: Callable | None = None,
-                 model_loader: Callable | None = None, workers: int | None = None):
+                 model_loader: Callable | None = None, workers: int | None = None, engine: dict | None = None):
         self.recipe, self.recipe_hash, self.plan, self.cache = recipe, recipe_hash, plan, cache
         self.out, self.console, self.tokenizer_loader = Path(out), console, tokenizer_loader
         self.model_loader = model_loader
         self.workers = workers  # processes for row-local steps (None: every CPU this process may use)
+        # where steps run (curation.engine): {"name": local|ray, "address": ..., "num_cpus": ...}
+        self.engine_spec = dict(engine or {"name": "local"})
         self.curation_id: str | None = None
 
     # ------------------------------------------------------------------ sources
@@ -104,11 +106,15 @@ class Curation:
 
         Everything that can fail slowly (sources, mixtures, steps) runs in the cache first; the run
         directory is touched only afterwards, so a failure there leaves the previous run committed."""
-        self._pool = WorkerPool(self.workers)  # row-local steps' processes, started at first need
+        spec = self.engine_spec
+        self._engine = make_engine(spec.get("name", "local"), address=spec.get("address"), num_cpus=spec.get("num_cpus"),
+                                   workers=self.workers, console=self.console)
+        if self._engine.name != "local":
+            self.console.print(f"engine: {self._engine.describe()}")
         try:
             return self._run(resolved_text)
         finally:
-            self._pool.close()
+            self._engine.close()
 
     def _run(self, resolved_text: str) -> dict[str, datasets.Dataset]:
         started = time.time()
@@ -254,15 +260,13 @@ class Curation:
 
                 ctx = StepContext(seed=self.recipe.seed, workdir=tmp / "work", tokenizer_loader=self.tokenizer_loader,
                                   model_loader=self.model_loader,
-                                  source_loader=self.source, progress=on_progress, cache_root=self.cache.root)
+                                  source_loader=self.source, progress=on_progress, cache_root=self.cache.root,
+                                  engine=self._engine)
                 (tmp / "work").mkdir()
                 step = step_cls(params, ctx)
                 started = time.perf_counter()
-                if step.row_local:
-                    advance = on_progress(f"{node.extra['step']} (row-local)", rows.num_rows)
-                    decisions = decide_table(step, rows, self._pool, on_shard=advance)
-                else:
-                    decisions = step.decide(dataset_of(rows))
+                advance = on_progress(f"{node.extra['step']} (row-local)", rows.num_rows) if step.row_local else None
+                decisions = self._engine.decide(step, rows, on_shard=advance)
                 seconds = round(time.perf_counter() - started, 3)
                 if len(decisions.keep) != rows.num_rows:
                     raise StepError(f"step {node.name} returned {len(decisions.keep)} decisions for {rows.num_rows} rows")

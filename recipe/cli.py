@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from curation.console import make_console
@@ -31,6 +32,10 @@ if os.getcwd() not in sys.path:
 Overrides = typer.Argument(None, help="OmegaConf dot-list overrides, e.g. stages.0.lr=2e-5 seed=3")
 OutOpt = typer.Option(None, "--out", help="run directory (default runs/<recipe name>/)")
 CacheOpt = typer.Option(None, "--cache-dir", help="content-addressed cache (default <out>/cache)")
+EngineOpt = typer.Option(None, "--engine", help="where curation steps run: local (default) or ray "
+                         "(pip install 'recipe-kit[distributed]'); the decisions are the same")
+RayAddressOpt = typer.Option(None, "--ray-address", help="a running Ray cluster (auto, or host:port from `ray start --head`); "
+                             "implies --engine ray; default: start Ray on this machine")
 WorkersOpt = typer.Option(None, "--workers", min=1, help="processes for row-local curation steps (default: every CPU; "
                           "decisions are the same for any number)")
 
@@ -38,6 +43,7 @@ WorkersOpt = typer.Option(None, "--workers", min=1, help="processes for row-loca
 def _user_errors():
     from curation.card import RunFilesError
     from curation.embed import EmbeddingModelError
+    from curation.engine import EngineError
     from curation.ledger import LedgerError
     from curation.mixture import MixtureError
     from curation.registry import UnknownName
@@ -56,7 +62,7 @@ def _user_errors():
     from training.hooks.base import HookError
 
     return (HookError, EvalError, MetricError, SourceError, MixtureError, StepError, RunError, LedgerError, UnknownName, ModelLoadError, StageDataError, RunFilesError,
-            EmbeddingModelError, WriteError, RunLocked, StageLoopError, LaunchError, LossReductionError)
+            EmbeddingModelError, EngineError, WriteError, RunLocked, StageLoopError, LaunchError, LossReductionError)
 
 
 def _load(recipe: Path, overrides: Optional[List[str]]):
@@ -70,12 +76,14 @@ def _load(recipe: Path, overrides: Optional[List[str]]):
         raise typer.Exit(2)
 
 
-def _runner(recipe: Path, overrides, out, cache_dir, gpus: Optional[int] = None, workers: Optional[int] = None):
+def _runner(recipe: Path, overrides, out, cache_dir, gpus: Optional[int] = None, workers: Optional[int] = None,
+            engine: Optional[str] = None, ray_address: Optional[str] = None):
     from recipe.run import Runner
 
     loaded = _load(recipe, overrides)
     try:
-        return Runner(loaded, out=out, cache_dir=cache_dir, console=console, gpus=gpus, workers=workers)
+        return Runner(loaded, out=out, cache_dir=cache_dir, console=console, gpus=gpus, workers=workers,
+                      engine=engine, ray_address=ray_address)
     except _user_errors() as exc:
         _fail(exc)
     except OSError as exc:
@@ -85,7 +93,7 @@ def _runner(recipe: Path, overrides, out, cache_dir, gpus: Optional[int] = None,
 def _fail_os(exc: OSError):
     from curation.files import describe_os_error
 
-    err_console.print(f"[bold red]error:[/] {describe_os_error(exc)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(describe_os_error(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -108,7 +116,8 @@ def _locked(runner):
 
 
 def _fail(exc: Exception):
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    # escaped: a message's brackets (pip extras, key paths) are text, not rich markup
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -151,9 +160,10 @@ def plan(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optional
 def curate(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optional[Path] = OutOpt,
            cache_dir: Optional[Path] = CacheOpt,
            card_dir: Optional[Path] = typer.Option(None, "--card-dir", help="write the data card here (default <out>/card)"),
-           workers: Optional[int] = WorkersOpt):
+           workers: Optional[int] = WorkersOpt, engine: Optional[str] = EngineOpt,
+           ray_address: Optional[str] = RayAddressOpt):
     """Load sources, mix them and run the selection steps; write the ledger and stage datasets."""
-    runner = _runner(recipe, overrides, out, cache_dir, workers=workers)
+    runner = _runner(recipe, overrides, out, cache_dir, workers=workers, engine=engine, ray_address=ray_address)
     with _locked(runner):
         _guard(runner.curate)
     console.print(f"[green]curated[/] -> {runner.out}")
@@ -167,11 +177,12 @@ def train(recipe: Path, overrides: Optional[List[str]] = Overrides, out: Optiona
           restart: bool = typer.Option(False, "--restart", help="discard unfinished stages' checkpoints and train them from the start"),
           gpus: Optional[int] = typer.Option(None, "--gpus", min=1,
                                              help="run each stage on N processes (accelerate launch; torchrun on CPU)"),
-          workers: Optional[int] = WorkersOpt):
+          workers: Optional[int] = WorkersOpt, engine: Optional[str] = EngineOpt,
+          ray_address: Optional[str] = RayAddressOpt):
     """Curate, run the training stages in order, then evaluate."""
     if resume and restart:
         _fail(ValueError("give --resume or --restart, not both"))
-    runner = _runner(recipe, overrides, out, cache_dir, gpus=gpus, workers=workers)
+    runner = _runner(recipe, overrides, out, cache_dir, gpus=gpus, workers=workers, engine=engine, ray_address=ray_address)
     if resume and not any(runner.out.glob("stages/*/checkpoint-*")) and not any(runner.out.glob("stages/*/stage.json")):
         _fail(RuntimeError(f"nothing to resume in {runner.out}: no stage has started there"))
     with _locked(runner):

@@ -49,8 +49,12 @@ class LoadedRecipe:
         return yaml.safe_dump(self.published(), sort_keys=False, allow_unicode=True)
 
 
+NOT_HASHED = ("engine",)  # where curation runs, not what it decides (curation.engine)
+
+
 def recipe_hash(resolved: dict) -> str:
-    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    content = {k: v for k, v in resolved.items() if k not in NOT_HASHED}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _apply_overrides(cfg, overrides: list[str], file: str) -> dict[tuple, str]:

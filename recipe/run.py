@@ -47,8 +47,19 @@ class RunError(Exception):
 
 
 class Runner:
+    def engine_spec(self, engine: str | None, ray_address: str | None) -> dict:
+        """The recipe's ``engine:`` with the command line's ``--engine`` / ``--ray-address`` over it."""
+        spec = self.recipe.engine.model_dump()
+        if engine:
+            spec["name"] = engine
+        if ray_address:
+            spec["address"] = ray_address
+            spec["name"] = engine or "ray"
+        return spec
+
     def __init__(self, loaded: LoadedRecipe, out: str | Path | None = None, cache_dir: str | Path | None = None,
-                 console: Console | None = None, gpus: int | None = None, workers: int | None = None):
+                 console: Console | None = None, gpus: int | None = None, workers: int | None = None,
+                 engine: str | None = None, ray_address: str | None = None):
         from training.launch import resolve_launch
 
         self.loaded = loaded
@@ -63,7 +74,8 @@ class Runner:
         self.plan = make_plan(loaded, self.cache, self.out, num_processes=self.launch.num_processes if self.launch else 1)
         self.timings: dict[str, float] = {}
         self.curation = Curation(self.recipe, loaded.hash, self.plan, self.cache, self.out, self.console,
-                                 tokenizer_loader=self.tokenizer, model_loader=self.step_model, workers=workers)
+                                 tokenizer_loader=self.tokenizer, model_loader=self.step_model, workers=workers,
+                                 engine=self.engine_spec(engine, ray_address))
         self._curated: dict[str, datasets.Dataset] | None = None
         if self.recipe.model.trust_remote_code:
             self.console.print(f"[bold yellow]warning:[/] model.trust_remote_code is true: loading {self.recipe.model.path!r} "

@@ -18,6 +18,16 @@ from training.launch import LaunchSpec  # noqa: F401 (re-exported)
 from eval.spec import EvalSpec, FewshotSpec  # noqa: F401 (re-exported)
 
 
+class EngineSpec(Strict):
+    """Where curation steps run (``curation.engine``): ``local`` (default) or ``ray`` (Ray Data; the
+    extra ``recipe-kit[distributed]``). Decisions are the same on either, so the engine is in no
+    cache key and not in the recipe hash. ``--engine`` / ``--ray-address`` override it."""
+
+    name: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, description="a running Ray cluster: `auto` or host:port (none: start Ray here)")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a Ray started here (default: all)")
+
+
 class ModelSpec(Strict):
     """``{path: ...}`` loads any local or Hub causal LM; ``{init: tiny}`` builds one locally."""
 
@@ -203,6 +213,7 @@ class Recipe(Strict):
     stages: list[StageSpec] = Field(default_factory=list)
     eval: dict[str, EvalSpec] = Field(default_factory=dict)
     launch: LaunchSpec | None = Field(None, description="multi-process launch of every stage (or `--gpus N`)")
+    engine: EngineSpec = Field(default_factory=EngineSpec, description="where curation steps run (local or ray)")
 
     @model_validator(mode="after")
     def _references(self):

@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# the Ray engine's tests (tests/curation/test_ray_engine.py) need the `distributed` extra
+.venv/bin/python -c "import ray.data" 2>/dev/null || PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e ".[distributed]"
 if [ -z "${RECIPE_KIT_NO_APT:-}" ] && ! command -v chromium >/dev/null 2>&1 \
    && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "installing chromium (Debian) for the data-card page test ..."

@@ -125,6 +125,9 @@ class StepContext:
     cache_root: Path | None = None  # the run's cache root: shared stores (e.g. embeddings/) live under it
     # a model the step names (`base` = the recipe's base model, or a path) -> a loadable model dir or Hub id
     model_loader: Callable[[str], Any] | None = None
+    # the curation engine (curation.engine): a step with a data-parallel inner loop runs it through
+    # engine.map_texts; None runs it here
+    engine: Any = None
 
     def model(self, name: str):
         """The model directory (or Hub id) of ``name``: ``base`` is the recipe's base model (the tiny

@@ -107,6 +107,12 @@ def _true_jaccard(texts: list[str], u: np.ndarray, v: np.ndarray, ngram: int, un
     return out
 
 
+def signatures(texts: list[str], num_perm: int, seed: int, ngram: int, unit: str) -> np.ndarray:
+    """The MinHash signatures of ``texts`` (rows x num_perm), as the step computes them: a
+    function of the texts and options only, so any process (a Ray task) gives the same."""
+    return MinHasher(num_perm, seed).signatures(texts, ngram, unit)
+
+
 @STEPS.register("minhash_dedup")
 class MinHashDedup(Step):
     name = "minhash_dedup"
@@ -140,9 +146,12 @@ class MinHashDedup(Step):
         fp_area = float(np.trapezoid(prob[s <= p.threshold], s[s <= p.threshold]))
         fn_area = float(np.trapezoid(1 - prob[s >= p.threshold], s[s >= p.threshold]))
 
-        hasher = MinHasher(p.num_perm, self.ctx.seed if p.seed is None else p.seed)
-        advance = self.ctx.progress("minhash signatures", m) if self.ctx.progress else None
-        sig = hasher.signatures(texts, p.ngram, p.unit, advance=advance)
+        seed = self.ctx.seed if p.seed is None else p.seed
+        if self.ctx.engine is not None and self.ctx.engine.name != "local":  # where the engine runs work
+            sig = self.ctx.engine.map_texts(signatures, texts, num_perm=p.num_perm, seed=seed, ngram=p.ngram, unit=p.unit)
+        else:
+            advance = self.ctx.progress("minhash signatures", m) if self.ctx.progress else None
+            sig = MinHasher(p.num_perm, seed).signatures(texts, p.ngram, p.unit, advance=advance)
         active = sig[:, 0] != EMPTY
         keys = band_keys(sig, bands, rws)
         u, v = candidate_pairs(keys, active)

@@ -1,0 +1,78 @@
+"""Execution engines for curation: where a step's decisions are computed, never what they are.
+
+``local`` (the default) runs every step in this process, with row-local steps' per-row Python on a
+:class:`~curation.row_local.WorkerPool`. ``ray`` (``curation.ray_engine``, the optional extra
+``recipe-kit[distributed]``) runs row-local steps as Ray Data ``map_batches`` and the dedup steps
+with their distributed algorithms. A step's decisions do not depend on the engine, so the engine is
+in no cache key (nor in the recipe hash): a run on Ray is served from a local run's cache, and back.
+
+An engine offers the pipeline two calls::
+
+    decide(step, table, on_shard) -> Decisions   # a step's decisions over a pyarrow table
+    map_texts(fn, texts, **kwargs) -> list        # fn(chunk, **kwargs) per chunk of texts, in order
+
+Steps with a data-parallel inner loop (MinHash signatures) call ``ctx.engine.map_texts`` so that
+loop runs where the engine runs work; with no engine (a step built outside the runner) it runs here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from curation.steps.base import Decisions, Step
+
+ENGINES = ("local", "ray")
+
+
+class EngineError(Exception):
+    """An engine that cannot start (its extra is missing, its cluster unreachable): said before any step runs."""
+
+
+class LocalEngine:
+    """Every step in this process; row-local per-row-Python steps on a worker pool (``--workers``)."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None):
+        from curation.row_local import WorkerPool
+
+        self.pool = WorkerPool(workers)
+
+    def decide(self, step: Step, table: pa.Table, on_shard: Callable[[int], Any] | None = None) -> Decisions:
+        from curation.row_local import decide_table
+        from curation.rows import dataset_of
+
+        if step.row_local:
+            return decide_table(step, table, self.pool, on_shard=on_shard)
+        return step.decide(dataset_of(table))
+
+    def map_texts(self, fn: Callable, texts: list[str], **kwargs) -> list:
+        return [fn(texts, **kwargs)]
+
+    def describe(self) -> str:
+        return f"local ({self.pool.workers} worker processes for row-local steps)"
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def make_engine(name: str = "local", *, address: str | None = None, num_cpus: int | None = None,
+                workers: int | None = None, console=None):
+    """The engine ``name``: ``local`` or ``ray`` (``address``: a running cluster, ``auto`` or
+    ``host:port``; none starts a local Ray with ``num_cpus``)."""
+    if name == "local":
+        return LocalEngine(workers)
+    if name == "ray":
+        import importlib
+
+        try:
+            importlib.import_module("ray.data")
+        except ImportError as exc:
+            raise EngineError("engine: ray needs Ray Data, which is not installed; install it with "
+                              "pip install 'recipe-kit[distributed]'   (or: pip install 'ray[data]')") from exc
+        from curation.ray_engine import RayEngine
+
+        return RayEngine(address=address, num_cpus=num_cpus, console=console)
+    raise EngineError(f"engine {name!r} is not one of {', '.join(ENGINES)}")

@@ -1,0 +1,100 @@
+"""Distributed forms of the dedup steps on Ray Data, with the local steps' exact decisions.
+
+``exact_dedup`` -- hash partitioning. A ``map_batches`` pass normalises each shard's texts (the
+step's own :func:`curation.columns.normalised`) and gives each row a bucket from a stable 64-bit
+hash of its normalised text (``pandas.util.hash_array``: SipHash with a fixed key, the same in every
+process, unlike Python's ``hash``); ``groupby(bucket).map_groups`` then finds, inside each bucket,
+the first row (lowest input index) of every distinct text -- equal texts always share a bucket, and
+equality is of the texts themselves, so a hash collision only shares a bucket, never merges rows.
+The driver gets back two integers per row (index, first index) and writes the step's reasons
+(``duplicate_of:<kept id>``). Scale: the shuffle moves each row's normalised text once; one
+``map_groups`` call holds one bucket (about rows / buckets texts, :data:`BUCKET_ROWS`).
+
+``minhash_dedup`` -- the signatures (the O(rows x permutations x shingles) part, about 90% of the
+step's time, ``benchmarks/dedup_throughput.py``) run as Ray tasks through ``engine.map_texts``; band
+keys, candidate pairs, connected components and the keep rule run on the driver from the signature
+matrix, by the step's own code, so the decisions are the local ones by construction. The driver
+holds rows x num_perm x 4 bytes of signatures (uint32: 512 MB at 1M rows and 128 permutations). Not yet
+distributed: the band-key shuffle and the connected components (see the issue's plan in DESIGN).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curation.steps.base import Decisions, Step
+
+BUCKET_ROWS = 50_000  # rows per exact-dedup bucket, on average
+
+
+def exact_dedup(engine, step: Step, table: pa.Table) -> Decisions:
+    from curation.columns import text_column
+
+    p = step.params
+    n = table.num_rows
+    if not n:
+        return step.decide(table)
+    payload = pa.table({"id": table.column("id"), "text": text_column(table, p.field)})
+    buckets = max(1, -(-n // BUCKET_ROWS))
+    import ray
+
+    ds = ray.data.from_arrow(engine.shard_tables(payload))
+    keyed = ds.map_batches(_keyed, fn_kwargs={"lowercase": p.lowercase, "buckets": buckets}, batch_format="pyarrow",
+                           batch_size=None)
+    firsts = keyed.groupby("_bucket", num_partitions=min(buckets, engine.cpus * 2)).map_groups(
+        _firsts, batch_format="pyarrow")
+    result = pa.concat_tables(list(firsts.iter_batches(batch_format="pyarrow", batch_size=None)))
+    order = np.argsort(result.column("_index").to_numpy(), kind="stable")
+    index = result.column("_index").to_numpy()[order]
+    if len(index) != n or not np.array_equal(index, np.arange(n)):
+        raise RuntimeError(f"ray exact_dedup returned {len(index)} rows for {n}")
+    first = result.column("first_index").to_numpy()[order]
+    dup = result.column("dup").to_numpy(zero_copy_only=False)[order]
+    reason: list[str | None] = [None] * n
+    where = np.flatnonzero(dup)
+    ids = table.column("id")
+    for i, kept_id in zip(where.tolist(), ids.take(pa.array(first[where])).to_pylist()):
+        reason[i] = f"duplicate_of:{kept_id}"
+    engine._say(f"exact_dedup: hash-partitioned into {buckets} bucket(s)")
+    return Decisions(keep=~dup, reason=reason, extras={"unique_texts": int((first == np.arange(n)).sum())})
+
+
+def _keyed(batch: pa.Table, lowercase: bool, buckets: int) -> pa.Table:
+    import pandas as pd
+
+    from curation.columns import normalised
+    from curation.steps.exact_dedup import normalise
+
+    norm = normalised(pa.chunked_array(batch.column("text").chunks), lowercase, normalise)
+    norm = pa.chunked_array(norm.chunks if isinstance(norm, pa.ChunkedArray) else [norm]).combine_chunks()
+    h = pd.util.hash_array(np.asarray(norm.to_numpy(zero_copy_only=False), dtype=object))
+    return pa.table({"_index": batch.column("_index"), "id": batch.column("id"), "norm": norm,
+                     "_bucket": pa.array((h % np.uint64(buckets)).astype(np.int64))})
+
+
+def _firsts(group: pa.Table) -> pa.Table:
+    """In one bucket: each row's first row (lowest index) with the same normalised text, and whether
+    it is a duplicate (upsampled copies of one base row, ``id#k``, are not)."""
+    group = group.take(pc.sort_indices(group, [("_index", "ascending")]))
+    index = group.column("_index").to_numpy()
+    encoded = pc.dictionary_encode(group.column("norm").combine_chunks().cast(pa.large_string()))
+    codes = np.asarray(encoded.indices, dtype=np.int64)
+    first_pos = np.full(len(encoded.dictionary), len(index), dtype=np.int64)
+    np.minimum.at(first_pos, codes, np.arange(len(index)))
+    first = first_pos[codes]
+    bases = pc.replace_substring_regex(group.column("id"), "(?s)#.*", "").to_numpy(zero_copy_only=False)
+    dup = (np.arange(len(index)) != first) & (bases != bases[first])
+    return pa.table({"_index": pa.array(index), "first_index": pa.array(index[first]), "dup": pa.array(dup)})
+
+
+def minhash_dedup(engine, step: Step, table: pa.Table) -> Decisions:
+    from curation.rows import dataset_of
+
+    step.ctx.engine = engine
+    engine._say("minhash_dedup: signatures as Ray tasks; band keys, pairs and components on the driver")
+    return step.decide(dataset_of(table))
+
+
+DISTRIBUTED = {"exact_dedup": exact_dedup, "minhash_dedup": minhash_dedup}

@@ -1,0 +1,250 @@
+"""The Ray engine: curation steps as Ray Data jobs, with the local engine's decisions (issue 16).
+
+Ray Data (``ray[data]``, the extra ``recipe-kit[distributed]``) already does what this needs:
+block-parallel ``map_batches`` over pyarrow batches, task retries when a worker dies, actor pools,
+and a hash-partitioned ``groupby``. This module only maps our step protocol onto it:
+
+* **row-local steps** (``Step.row_local``: length, response_length, repetition, empty_turns,
+  garbage, and user steps that declare themselves row-local) run as ``map_batches`` over shards of
+  the step's input, ``batch_format="pyarrow"``, one shard per batch. A shard's worker rebuilds the
+  step from its class, options and seed (as ``curation.row_local`` does for processes) and returns
+  decision columns ``_index, keep, score, reason``; the driver puts them back in row order. A step
+  never drops rows itself. A ``text_only`` step's workers receive only its text column. A row-local
+  step that holds a model (``Step.model_refs``: a fastText classifier, an encoder) runs in an
+  **actor pool**, each actor loading the model once (the model paths are resolved on the driver).
+  One that needs the recipe's tokenizer runs on the driver, and says so.
+* **global steps** with a distributed form (``curation.ray_dedup``: ``exact_dedup`` by hash
+  partitioning; ``minhash_dedup``'s signatures through :meth:`map_texts`) run it; any other global
+  step runs on the driver, said on the console.
+
+What one worker holds: one shard (``SHARD_ROWS`` rows of the step's columns) and its decisions.
+What the driver holds: the step's input table (as the local engine does) and the decisions. On a
+multi-node cluster the shards travel through Ray's object store from the driver.
+
+Faults: Ray's defaults retry a task whose worker died (a task's ``max_retries``, 3) and restart a
+dead actor (Ray Data's actor pools: ``max_restarts=-1``, ``max_task_retries=-1``); a shard's
+decisions depend only on the shard, so a retried shard gives the same records, and nothing reaches
+the cache until the whole step has its decisions (the cache entry is written by the pipeline, in a
+temporary folder renamed at the end).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+
+from curation.engine import EngineError
+from curation.steps.base import Decisions, Step, StepContext
+
+SHARD_ROWS = 50_000  # rows per map_batches shard (a block): a few per CPU at 1M rows
+CONNECT_TIMEOUT_S = 5.0
+FAULT_ENV = "RECIPE_KIT_RAY_FAULT_ONCE"  # tests: a folder (see _fault_for_tests)
+
+
+def _reachable(address: str) -> None:
+    """Refuse an address whose host:port does not answer within seconds (ray.init would wait much
+    longer before failing)."""
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise EngineError(f"--ray-address {address!r} is not host:port (or `auto` for the cluster `ray start` made here)")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise EngineError(f"cannot reach a Ray cluster at {address} ({exc}); start one with `ray start --head` "
+                          f"and pass the address it prints, or leave --ray-address out to start Ray here") from None
+
+
+class RayEngine:
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, console=None):
+        import logging
+
+        import ray
+
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-job progress lines, not ours
+        self.console = console
+        self._own = False
+        if not ray.is_initialized():
+            if address and address != "auto":
+                _reachable(address)
+            try:
+                ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+                         log_to_driver=False, configure_logging=False)
+            except (ConnectionError, RuntimeError) as exc:
+                raise EngineError(f"could not start or join Ray ({exc}); check --ray-address") from None
+            self._own = True
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        ctx.enable_progress_bars = False
+        self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def describe(self) -> str:
+        import ray
+
+        return f"ray ({self.cpus} CPUs, {len(ray.nodes())} node(s))"
+
+    def close(self) -> None:
+        import ray
+
+        if self._own and ray.is_initialized():
+            ray.shutdown()
+
+    def _say(self, text: str) -> None:
+        if self.console is not None:
+            self.console.print(f"  [cyan]ray[/]: {text}")
+
+    # ------------------------------------------------------------------ steps
+    def decide(self, step: Step, table: pa.Table, on_shard: Callable[[int], Any] | None = None) -> Decisions:
+        from curation import ray_dedup
+        from curation.rows import dataset_of
+
+        distributed = ray_dedup.DISTRIBUTED.get(step.name)
+        if distributed is not None:
+            return distributed(self, step, table)
+        if step.row_local and not step.uses_tokenizer and not type(step).reads_sources(step.params):
+            return self._row_local(step, table, on_shard)
+        why = "uses the recipe's tokenizer" if step.uses_tokenizer else "has no distributed form"
+        self._say(f"{step.name} {why}: it runs on the driver")
+        return step.decide(dataset_of(table))
+
+    def shard_tables(self, table: pa.Table, rows: int = SHARD_ROWS) -> list[pa.Table]:
+        """``table`` with an ``_index`` column, cut into shards: at least one per CPU when it is large
+        enough for that to pay."""
+        n = table.num_rows
+        count = max(1, min(max(self.cpus, -(-n // rows)), n // 1000 or 1))
+        bounds = np.linspace(0, n, count + 1).astype(int)
+        indexed = table.append_column("_index", pa.array(np.arange(n, dtype=np.int64)))
+        return [indexed.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+    def _row_local(self, step: Step, table: pa.Table, on_shard) -> Decisions:
+        import ray
+
+        from curation.row_local import _payload, merge
+
+        n = table.num_rows
+        if not n:
+            return step.decide_batch(table)
+        payload = _payload(step, table)
+        spec = {"where": (type(step).__module__, type(step).__qualname__), "name": step.name,
+                "params": step.params.model_dump(), "seed": step.ctx.seed}
+        ds = ray.data.from_arrow(self.shard_tables(payload))
+        refs = type(step).model_refs(step.params)
+        if refs:  # one model load per actor, not per shard
+            models = {r: str(step.ctx.model(r)) for r in refs}
+            out = ds.map_batches(_StepActor, fn_constructor_kwargs={"spec": spec, "models": models},
+                                 batch_format="pyarrow", batch_size=None, compute=ray.data.ActorPoolStrategy(size=self.cpus))
+            self._say(f"{step.name} holds a model: an actor pool of {self.cpus}")
+        else:
+            out = ds.map_batches(_decide_shard, fn_kwargs={"spec": spec}, batch_format="pyarrow", batch_size=None)
+        parts = []
+        for batch in out.iter_batches(batch_format="pyarrow", batch_size=None):
+            parts.append(batch)
+            if on_shard:
+                on_shard(batch.num_rows)
+        ordered = _in_order(parts, n)[0]
+        merged = merge([_decisions_of(ordered)])
+        merged.extras = step.summarise(merged)
+        return merged
+
+    # ------------------------------------------------------------------ data-parallel loops
+    def map_texts(self, fn: Callable, texts: list[str], **kwargs) -> np.ndarray:
+        """``fn(chunk, **kwargs)`` (an array with one row per text) over shards of ``texts`` as Ray
+        tasks, concatenated in text order."""
+        import ray
+
+        n = len(texts)
+        if not n:
+            return fn(texts, **kwargs)
+        ds = ray.data.from_arrow(self.shard_tables(pa.table({"text": pa.array(texts, pa.large_string())})))
+        out = ds.map_batches(_map_chunk, fn_kwargs={"fn": fn, "kwargs": kwargs}, batch_format="numpy", batch_size=None)
+        chunks = list(out.iter_batches(batch_format="numpy", batch_size=None))
+        index = np.concatenate([c["_index"] for c in chunks])
+        values = np.concatenate([c["value"] for c in chunks])
+        if len(index) != n or not np.array_equal(np.sort(index), np.arange(n)):
+            raise RuntimeError(f"ray map over {n} texts returned {len(index)} rows")
+        return values[np.argsort(index, kind="stable")]
+
+
+# ---------------------------------------------------------------------- worker side
+def _fault_for_tests() -> None:
+    """Tests only: with ``$RECIPE_KIT_RAY_FAULT_ONCE`` a folder holding ``armed``, the first shard to
+    create ``fired`` there kills its own worker process, as an OOM kill or a lost node would."""
+    folder = os.environ.get(FAULT_ENV)
+    if not folder or not os.path.exists(os.path.join(folder, "armed")):
+        return
+    try:
+        fd = os.open(os.path.join(folder, "fired"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os._exit(1)
+
+
+def _build_step(spec: dict, models: dict[str, str] | None = None) -> Step:
+    from curation.row_local import _step_class
+
+    cls = _step_class(spec["where"], spec["name"])
+    ctx = StepContext(seed=spec["seed"], model_loader=(models or {}).get if models else None)
+    return cls(cls.Params.model_validate(spec["params"]), ctx)
+
+
+def _decisions_table(index: pa.Array, d: Decisions) -> pa.Table:
+    import json
+
+    extras = [None] * len(d.keep)  # the shard's extras (JSON) on its first row, as merge takes the first shard's
+    if extras:
+        extras[0] = json.dumps(d.extras, default=str)
+    return pa.table({"extras": pa.array(extras, pa.string()), "_index": index, "keep": pa.array(d.keep, pa.bool_()),
+                     "score": pa.array(d.score, pa.float64()) if d.score is not None else pa.nulls(len(d.keep), pa.float64()),
+                     "has_score": pa.repeat(pa.scalar(d.score is not None), len(d.keep)),
+                     "reason": pa.array(d.reason, pa.string())})
+
+
+def _decide_shard(batch: pa.Table, spec: dict) -> pa.Table:
+    _fault_for_tests()
+    index = batch.column("_index").combine_chunks()
+    decisions = _build_step(spec).decide_batch(batch.drop_columns(["_index"]))
+    return _decisions_table(index, decisions)
+
+
+class _StepActor:
+    """A row-local step holding a model, built once per actor."""
+
+    def __init__(self, spec: dict, models: dict[str, str]):
+        self.step = _build_step(spec, models)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        _fault_for_tests()
+        index = batch.column("_index").combine_chunks()
+        return _decisions_table(index, self.step.decide_batch(batch.drop_columns(["_index"])))
+
+
+def _map_chunk(batch: dict[str, np.ndarray], fn: Callable, kwargs: dict) -> dict[str, np.ndarray]:
+    _fault_for_tests()
+    return {"_index": batch["_index"], "value": np.asarray(fn(batch["text"].tolist(), **kwargs))}
+
+
+def _in_order(parts: list[pa.Table], n: int) -> list[pa.Table]:
+    table = pa.concat_tables(parts)
+    index = table.column("_index").to_numpy()
+    if len(index) != n or not np.array_equal(np.sort(index), np.arange(n)):
+        raise RuntimeError(f"ray returned {len(index)} decisions for {n} rows")
+    return [table.take(pa.array(np.argsort(index, kind="stable")))]
+
+
+def _decisions_of(t: pa.Table) -> Decisions:
+    """Decisions of the rows of ``t`` (in index order); extras from the first row's shard, which is the
+    first shard (``curation.row_local.merge`` does the same)."""
+    import json
+
+    has_score = t.num_rows and t.column("has_score")[0].as_py()
+    first = t.column("extras")[0].as_py() if t.num_rows else None
+    return Decisions(keep=t.column("keep").to_numpy(zero_copy_only=False),
+                     score=t.column("score").to_numpy(zero_copy_only=False) if has_score else None,
+                     reason=t.column("reason").to_pylist(), extras=json.loads(first) if first else {})

@@ -42,6 +42,9 @@ from curation.steps import STEPS
 from curation.steps.base import StepContext, StepError
 
 
+KEPT_FILE = "kept.npy"  # a step entry's kept rows: int64 indices into its input, in output order
+
+
 class Curation:
     """One recipe's curation over a cache and a run directory.
 
@@ -277,15 +280,21 @@ class Curation:
                 write_parquet(table, tmp / "decisions.parquet")
                 # kept rows in the step's order when it gives one (iclm), else in input order: a step
                 # that only filters keeps an earlier step's order
-                kept = rows.take(pa.array(decisions.kept_indices(), pa.int64()))
+                kept_indices = np.asarray(decisions.kept_indices(), dtype=np.int64)
+                kept = rows.take(pa.array(kept_indices))
                 if rows.num_rows and not kept.num_rows:
                     raise StepError(f"selection.{node.extra['mixture']}[{node.extra['index']}] ({node.extra['step']}): "
                                     f"dropped all {rows.num_rows} rows ({drop_codes(table)}); loosen its options or remove it")
-                write_parquet(kept, tmp / "rows.parquet")
+                # the kept rows as indices into the step's input (itself the previous entry's output), not a
+                # copy of every kept row's text: the chain is rebuilt from the mixture's rows by takes
+                np.save(tmp / KEPT_FILE, kept_indices)
                 (tmp / "extras.json").write_text(json.dumps(decisions.extras, default=str))
             return kept, table, json.loads(json.dumps(decisions.extras, default=str)), seconds
-        return (pq.read_table(entry / "rows.parquet"), pq.read_table(entry / "decisions.parquet"),
-                json.loads((entry / "extras.json").read_text()), seconds)
+        if (entry / KEPT_FILE).exists():
+            kept = rows.take(pa.array(np.load(entry / KEPT_FILE)))
+        else:  # an entry written before the kept indices (it holds the rows themselves)
+            kept = pq.read_table(entry / "rows.parquet")
+        return kept, pq.read_table(entry / "decisions.parquet"), json.loads((entry / "extras.json").read_text()), seconds
 
     def _print_outcome(self, mix_name: str, table: list[dict]) -> None:
         tokens = any("target_tokens" in r for r in table)

@@ -57,7 +57,7 @@ def exact_dedup(engine, step: Step, table: pa.Table) -> Decisions:
     ids = table.column("id")
     for i, kept_id in zip(where.tolist(), ids.take(pa.array(first[where])).to_pylist()):
         reason[i] = f"duplicate_of:{kept_id}"
-    engine._say(f"exact_dedup: hash-partitioned into {buckets} bucket(s)")
+    engine.say(f"exact_dedup: hash-partitioned into {buckets} bucket(s)")
     return Decisions(keep=~dup, reason=reason, extras={"unique_texts": int((first == np.arange(n)).sum())})
 
 
@@ -93,7 +93,7 @@ def minhash_dedup(engine, step: Step, table: pa.Table) -> Decisions:
     from curation.rows import dataset_of
 
     step.ctx.engine = engine
-    engine._say("minhash_dedup: signatures as Ray tasks; band keys, pairs and components on the driver")
+    engine.say("minhash_dedup: signatures as Ray tasks; band keys, pairs and components on the driver")
     return step.decide(dataset_of(table))
 
 

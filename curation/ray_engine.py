@@ -95,7 +95,7 @@ class RayEngine:
         if self._own and ray.is_initialized():
             ray.shutdown()
 
-    def _say(self, text: str) -> None:
+    def say(self, text: str) -> None:
         if self.console is not None:
             self.console.print(f"  [cyan]ray[/]: {text}")
 
@@ -110,7 +110,7 @@ class RayEngine:
         if step.row_local and not step.uses_tokenizer and not type(step).reads_sources(step.params):
             return self._row_local(step, table, on_shard)
         why = "uses the recipe's tokenizer" if step.uses_tokenizer else "has no distributed form"
-        self._say(f"{step.name} {why}: it runs on the driver")
+        self.say(f"{step.name} {why}: it runs on the driver")
         return step.decide(dataset_of(table))
 
     def shard_tables(self, table: pa.Table, rows: int = SHARD_ROWS) -> list[pa.Table]:
@@ -139,7 +139,7 @@ class RayEngine:
             models = {r: str(step.ctx.model(r)) for r in refs}
             out = ds.map_batches(_StepActor, fn_constructor_kwargs={"spec": spec, "models": models},
                                  batch_format="pyarrow", batch_size=None, compute=ray.data.ActorPoolStrategy(size=self.cpus))
-            self._say(f"{step.name} holds a model: an actor pool of {self.cpus}")
+            self.say(f"{step.name} holds a model: an actor pool of {self.cpus}")
         else:
             out = ds.map_batches(_decide_shard, fn_kwargs={"spec": spec}, batch_format="pyarrow", batch_size=None)
         parts = []

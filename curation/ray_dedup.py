@@ -10,12 +10,8 @@ The driver gets back two integers per row (index, first index) and writes the st
 (``duplicate_of:<kept id>``). Scale: the shuffle moves each row's normalised text once; one
 ``map_groups`` call holds one bucket (about rows / buckets texts, :data:`BUCKET_ROWS`).
 
-``minhash_dedup`` -- the signatures (the O(rows x permutations x shingles) part, about 90% of the
-step's time, ``benchmarks/dedup_throughput.py``) run as Ray tasks through ``engine.map_texts``; band
-keys, candidate pairs, connected components and the keep rule run on the driver from the signature
-matrix, by the step's own code, so the decisions are the local ones by construction. The driver
-holds rows x num_perm x 4 bytes of signatures (uint32: 512 MB at 1M rows and 128 permutations). Not yet
-distributed: the band-key shuffle and the connected components (see the issue's plan in DESIGN).
+``minhash_dedup`` -- signatures, band-key shuffle, candidate pairs and connected components as
+distributed stages: :mod:`curation.ray_minhash`.
 """
 
 from __future__ import annotations
@@ -24,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curation.ray_minhash import minhash_dedup
 from curation.steps.base import Decisions, Step
 
 BUCKET_ROWS = 50_000  # rows per exact-dedup bucket, on average
@@ -87,14 +84,6 @@ def _firsts(group: pa.Table) -> pa.Table:
     bases = pc.replace_substring_regex(group.column("id"), "(?s)#.*", "").to_numpy(zero_copy_only=False)
     dup = (np.arange(len(index)) != first) & (bases != bases[first])
     return pa.table({"_index": pa.array(index), "first_index": pa.array(index[first]), "dup": pa.array(dup)})
-
-
-def minhash_dedup(engine, step: Step, table: pa.Table) -> Decisions:
-    from curation.rows import dataset_of
-
-    step.ctx.engine = engine
-    engine.say("minhash_dedup: signatures as Ray tasks; band keys, pairs and components on the driver")
-    return step.decide(dataset_of(table))
 
 
 DISTRIBUTED = {"exact_dedup": exact_dedup, "minhash_dedup": minhash_dedup}

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -107,6 +108,18 @@ def _true_jaccard(texts: list[str], u: np.ndarray, v: np.ndarray, ngram: int, un
     return out
 
 
+@dataclass
+class MinHashPlan:
+    """The step's inputs after grouping upsampled copies (see :meth:`MinHashDedup.plan`)."""
+    ids: list
+    rep_rows: np.ndarray   # row index of each representative
+    row_rep: np.ndarray    # representative number of each row
+    texts: list[str]       # one per representative
+    bands: int
+    rws: int
+    seed: int
+
+
 def signatures(texts: list[str], num_perm: int, seed: int, ngram: int, unit: str) -> np.ndarray:
     """The MinHash signatures of ``texts`` (rows x num_perm), as the step computes them: a
     function of the texts and options only, so any process (a Ray task) gives the same."""
@@ -121,11 +134,38 @@ class MinHashDedup(Step):
 
     def decide(self, rows) -> Decisions:
         p = self.params
-        n = len(rows)
-        if n == 0:
+        if len(rows) == 0:
             return Decisions(keep=np.zeros(0, bool), score=np.zeros(0), reason=[], extras={})
+        plan = self.plan(rows)
+        texts, m = plan.texts, len(plan.texts)
+        if self.ctx.engine is not None and self.ctx.engine.name != "local":  # where the engine runs work
+            sig = self.ctx.engine.map_texts(signatures, texts, num_perm=p.num_perm, seed=plan.seed, ngram=p.ngram, unit=p.unit)
+        else:
+            advance = self.ctx.progress("minhash signatures", m) if self.ctx.progress else None
+            sig = MinHasher(p.num_perm, plan.seed).signatures(texts, p.ngram, p.unit, advance=advance)
+        active = sig[:, 0] != EMPTY
+        u, v = candidate_pairs(band_keys(sig, plan.bands, plan.rws), active)
+        n_candidates = len(u)
+        rejected = 0
+        if p.verify and len(u):
+            sim = _true_jaccard(texts, u, v, p.ngram, p.unit)
+            ok = sim >= p.threshold
+            rejected = int((~ok).sum())
+            u, v = u[ok], v[ok]
+        if p.verify:
+            def similarity(a, b):
+                return _true_jaccard(texts, a, b, p.ngram, p.unit)
+        else:
+            def similarity(a, b):
+                return estimate_jaccard(sig, a, b)
+        return self.finish(rows, plan, clusters(m, u, v), active, n_candidates, rejected, similarity)
+
+    def plan(self, rows) -> "MinHashPlan":
+        """What the step works on: one representative per base id (upsampled copies ``#k`` share their
+        base row's decision), their texts, the LSH bands and rows, and the permutation seed."""
+        p = self.params
+        n = len(rows)
         ids = rows["id"]
-        # one representative per base id: upsampled copies (#k) share their base row's decision
         bases = [base_id(i) for i in ids]
         _, rep_of_row_first, rep_index = np.unique(np.array(bases, dtype=object), return_index=True, return_inverse=True)
         order = np.argsort(rep_of_row_first)  # representatives in first-occurrence order
@@ -135,49 +175,35 @@ class MinHashDedup(Step):
         row_rep = rank[rep_index]               # representative number of each row
         all_texts = row_texts(rows, p.field)
         texts = all_texts if len(rep_rows) == n else [all_texts[i] for i in rep_rows]
-        m = len(texts)
-
         if p.bands is not None:
             bands, rws = p.bands, p.rows
         else:
             bands, rws, _, _ = optimal_bands_rows(p.threshold, p.num_perm, p.false_positive_weight, p.false_negative_weight)
+        seed = self.ctx.seed if p.seed is None else p.seed
+        return MinHashPlan(ids, rep_rows, row_rep, texts, bands, rws, seed)
+
+    def finish(self, rows, plan: "MinHashPlan", labels: np.ndarray, active: np.ndarray, n_candidates: int,
+               rejected: int, similarity) -> Decisions:
+        """Decisions from the clusters (``labels``: one per representative, equal within a cluster):
+        the keep rule, then ``similarity(kept, dropped)`` (arrays of representative numbers) scores
+        every dropped representative and, by its maximum, its kept one."""
+        p = self.params
+        n, m = len(rows), len(plan.texts)
+        ids, rep_rows, row_rep = plan.ids, plan.rep_rows, plan.row_rep
         s = np.linspace(0, 1, 1001)
-        prob = collision_probability(s, bands, rws)
+        prob = collision_probability(s, plan.bands, plan.rws)
         fp_area = float(np.trapezoid(prob[s <= p.threshold], s[s <= p.threshold]))
         fn_area = float(np.trapezoid(1 - prob[s >= p.threshold], s[s >= p.threshold]))
 
-        seed = self.ctx.seed if p.seed is None else p.seed
-        if self.ctx.engine is not None and self.ctx.engine.name != "local":  # where the engine runs work
-            sig = self.ctx.engine.map_texts(signatures, texts, num_perm=p.num_perm, seed=seed, ngram=p.ngram, unit=p.unit)
-        else:
-            advance = self.ctx.progress("minhash signatures", m) if self.ctx.progress else None
-            sig = MinHasher(p.num_perm, seed).signatures(texts, p.ngram, p.unit, advance=advance)
-        active = sig[:, 0] != EMPTY
-        keys = band_keys(sig, bands, rws)
-        u, v = candidate_pairs(keys, active)
-        n_candidates = len(u)
-        sim = estimate_jaccard(sig, u, v)
-        rejected = 0
-        if p.verify and len(u):
-            sim = _true_jaccard(texts, u, v, p.ngram, p.unit)
-            ok = sim >= p.threshold
-            rejected = int((~ok).sum())
-            u, v, sim = u[ok], v[ok], sim[ok]
-
-        labels = clusters(m, u, v)
         sizes = np.bincount(labels, minlength=labels.max() + 1)
         in_cluster = sizes[labels] > 1
-        keeper = self._keepers(rows, rep_rows, texts, labels, in_cluster)  # per rep: its cluster's kept rep
+        keeper = self._keepers(rows, rep_rows, plan.texts, labels, in_cluster)  # per rep: its cluster's kept rep
 
-        # similarity of each dropped rep to its kept rep (pairs not already measured are computed)
         dropped = np.flatnonzero(in_cluster & (keeper != np.arange(m)))
         score_rep = np.zeros(m)
         if len(dropped):
             du, dv = keeper[dropped], dropped
-            if p.verify:
-                dsim = _true_jaccard(texts, du, dv, p.ngram, p.unit)
-            else:
-                dsim = estimate_jaccard(sig, du, dv)
+            dsim = similarity(du, dv)
             score_rep[dropped] = dsim
             np.maximum.at(score_rep, du, dsim)
 
@@ -194,7 +220,7 @@ class MinHashDedup(Step):
         hist = Counter(sizes[sizes > 1].tolist())
         extras = {
             "num_perm": p.num_perm, "ngram": p.ngram, "unit": p.unit, "field": p.field, "threshold": p.threshold,
-            "bands": bands, "rows": rws, "bands_rows_chosen": "given" if p.bands is not None else "optimal",
+            "bands": plan.bands, "rows": plan.rws, "bands_rows_chosen": "given" if p.bands is not None else "optimal",
             "false_positive_area": round(fp_area, 6), "false_negative_area": round(fn_area, 6),
             "candidate_pairs": n_candidates, "verified": p.verify, "pairs_rejected_by_verify": rejected,
             "rows_without_tokens": int((~active[row_rep]).sum()),

@@ -192,3 +192,41 @@ def test_a_row_local_step_holding_a_model_runs_in_an_actor_pool(tmp_path, ray_cl
     got = engine.decide(step, table)
     assert seen == ["base"]
     assert isinstance(got, Decisions) and np.array_equal(got.keep, want.keep) and got.reason == want.reason
+
+
+def test_minhash_components_by_star_rounds_on_ray_match_the_local_step(ray_cluster, monkeypatch):
+    """The distributed stages (band-key shuffle, large/small-star rounds, scores by kept row) give the
+    local step's decisions, scores and extras, for two keep rules, with chains of near duplicates."""
+    import numpy as np
+
+    from curation import ray_minhash
+    from curation.ray_engine import RayEngine
+    from curation.rows import dataset_of, rows_to_table
+    from curation.steps.base import StepContext
+    from curation.steps.minhash_dedup import MinHashDedup
+
+    monkeypatch.setattr(ray_minhash, "DRIVER_EDGES", 0)  # always the rounds, never the driver's scipy
+    rng = random.Random(3)
+    vocab = [f"w{i}" for i in range(300)]
+    texts: list[str] = []
+    for _ in range(1500):
+        if texts and rng.random() < 0.35:  # one word changed in an earlier row: chains of near copies
+            words = rng.choice(texts).split()
+            words[rng.randrange(len(words))] = rng.choice(vocab)
+            texts.append(" ".join(words))
+        else:
+            texts.append(" ".join(rng.choice(vocab) for _ in range(rng.randint(3, 40))))
+    texts[5] = ""
+    ids = [f"r{i}" for i in range(len(texts))]
+    ids[6], ids[7] = "r6#0", "r6#1"  # upsampled copies share one decision
+    table = rows_to_table([{"id": i, "source": "s", "kind": "text", "text": t, "metadata": "{}"} for i, t in zip(ids, texts)])
+    said = []
+    engine = RayEngine()
+    engine.say = said.append
+    for params in ({"threshold": 0.7}, {"threshold": 0.5, "keep": "longest"}):
+        want = MinHashDedup(MinHashDedup.Params(**params), StepContext(seed=1)).decide(dataset_of(table))
+        got = ray_minhash.minhash_dedup(engine, MinHashDedup(MinHashDedup.Params(**params), StepContext(seed=1)), table)
+        assert np.array_equal(got.keep, want.keep) and got.reason == want.reason
+        assert np.array_equal(got.score, want.score) and got.extras == want.extras
+        assert want.extras["clusters"] > 20 and max(map(int, want.extras["cluster_size_histogram"])) >= 4
+    assert any("large/small-star round" in s for s in said), said

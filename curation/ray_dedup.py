@@ -10,6 +10,9 @@ The driver gets back two integers per row (index, first index) and writes the st
 (``duplicate_of:<kept id>``). Scale: the shuffle moves each row's normalised text once; one
 ``map_groups`` call holds one bucket (about rows / buckets texts, :data:`BUCKET_ROWS`).
 
+``decontaminate`` -- the eval n-gram index broadcast, rows matched per shard:
+:mod:`curation.ray_decontaminate`.
+
 ``minhash_dedup`` -- signatures, band-key shuffle, candidate pairs and connected components as
 distributed stages: :mod:`curation.ray_minhash`.
 """
@@ -20,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curation.ray_decontaminate import decontaminate
 from curation.ray_minhash import minhash_dedup
 from curation.steps.base import Decisions, Step
 
@@ -86,4 +90,4 @@ def _firsts(group: pa.Table) -> pa.Table:
     return pa.table({"_index": pa.array(index), "first_index": pa.array(index[first]), "dup": pa.array(dup)})
 
 
-DISTRIBUTED = {"exact_dedup": exact_dedup, "minhash_dedup": minhash_dedup}
+DISTRIBUTED = {"exact_dedup": exact_dedup, "minhash_dedup": minhash_dedup, "decontaminate": decontaminate}

@@ -126,15 +126,22 @@ def _pool(tmp: Path, n: int = 3000) -> Path:
             rows.append({"body": fp._text(rng, 12) + " \ufffd"})
         else:
             rows.append({"body": fp._text(rng, rng.randint(8, 80))})
+    bench = [{"body": fp._text(rng, 14), "n": k} for k in range(40)]  # eval items, 15 leaked into the pool
+    for k in range(15):
+        rows[rng.randrange(len(rows))] = {"body": f"Question: {bench[k]['body']} Answer step by step."}
     lines = [json.dumps(r, ensure_ascii=False) for r in rows]
     lines.insert(100, "{broken")
     (tmp / "pool.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp / "bench.jsonl").write_text("".join(json.dumps(b) + "\n" for b in bench), encoding="utf-8")
     return _write(tmp / "pool.yaml", {
         "name": "ray_pool", "seed": 5, "model": {"init": "tiny"},
         "sources": {"pool": {"path": str(tmp / "pool.jsonl"), "kind": "text", "fields": {"text": "body"},
-                             "license": "CC0-1.0"}},
+                             "license": "CC0-1.0"},
+                    "bench": {"path": str(tmp / "bench.jsonl"), "kind": "text", "fields": {"text": "body"},
+                              "license": "CC0-1.0"}},
         "mixtures": {"mix": {"pool": {"upsample": 1.2}}},
-        "selection": {"mix": [{"exact_dedup": {}}, {"minhash_dedup": {"threshold": 0.7}}, {"length": {"unit": "words", "min": 5}},
+        "selection": {"mix": [{"decontaminate": {"against": ["bench"], "field": "all", "eval_field": "all"}},
+                              {"exact_dedup": {}}, {"minhash_dedup": {"threshold": 0.7}}, {"length": {"unit": "words", "min": 5}},
                               {"repetition": {"field": "all"}}, {"garbage": {}}, {"random_subset": {"budget": 2000}}]},
     })
 
@@ -147,11 +154,12 @@ def test_ray_and_local_give_identical_datasets_and_ledgers(tmp_path, cli, ray_cl
     assert on_ray.exit_code == 0, on_ray.output
     assert "random_subset has no distributed form: it runs on the driver" in on_ray.output
     assert "exact_dedup: hash-partitioned" in on_ray.output
+    assert "decontaminate: 1 benchmark index(es) broadcast" in on_ray.output
     assert _datasets(tmp_path / "local") == _datasets(tmp_path / "ray")
     a, b = _sorted_ledger(tmp_path / "local"), _sorted_ledger(tmp_path / "ray")
     assert len(a) == len(b) and a == b
     reasons = {r["reason_code"] for r in a}
-    assert {"duplicate_of", "near_duplicate_of", "not_sampled"} <= reasons or {"duplicate_of", "near_duplicate_of"} <= reasons
+    assert {"duplicate_of", "near_duplicate_of", "ngram_overlap"} <= reasons
     quarantined = [r for r in a if r["decision"] == "quarantine"]
     assert quarantined and quarantined == [r for r in b if r["decision"] == "quarantine"]
 

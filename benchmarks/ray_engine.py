@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,7 +47,9 @@ VARIANTS = {
     "local_all_cpus": [],
     "ray_1_cpu": ["--engine", "ray", "engine.num_cpus=1"],
     "ray_2_cpus": ["--engine", "ray", "engine.num_cpus=2"],
+    "ray_2_cpus_star_rounds": ["--engine", "ray", "engine.num_cpus=2"],  # minhash: components by rounds, not on the driver
 }
+ENV = {"ray_2_cpus_star_rounds": {"RECIPE_KIT_RAY_DRIVER_EDGES": "0"}}
 
 
 class WorkerPeak:
@@ -87,7 +90,7 @@ def run_variant(tmp: Path, src: Path, chain: str, variant: str, n: int, bin_dir:
     subprocess.run(["cp", "-r", str(tmp / f"source_cache_{n}"), str(cache)], check=True)
     with WorkerPeak() as workers:
         res = timed([str(bin_dir / "recipe"), "curate", str(path), "--out", str(out), "--cache-dir", str(cache),
-                     *VARIANTS[variant]])
+                     *VARIANTS[variant]], env={**os.environ, **ENV.get(variant, {})})
     cur = json.loads((out / "curation.json").read_text())
     decide = sum(s["decide_seconds"] for s in cur["timing"]["steps"])
     return {"decide_seconds": round(decide, 2), "step_rows_per_second": round(n * len(CHAINS[chain]) / decide),
@@ -118,6 +121,8 @@ def main() -> None:
             for chain in args.chains:
                 size["chains"][chain] = {}
                 for variant in VARIANTS:
+                    if variant in ENV and chain != "minhash":
+                        continue
                     r = run_variant(tmp, src, chain, variant, n, bin_dir)
                     size["chains"][chain][variant] = r
                     print(json.dumps({"rows": n, "chain": chain, "variant": variant, **r}), flush=True)

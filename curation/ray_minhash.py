@@ -14,7 +14,8 @@ The stages, each a Ray Data job over the previous one's blocks (``P`` partitions
 3. **connected components** by large-star / small-star rounds (:mod:`curation.components`), two
    group-bys a round until no partition changes anything; the result is a star per cluster centred
    on its smallest row, which the driver collects (two integers per row in a cluster). When the
-   candidate pairs are few (at most :data:`DRIVER_EDGES`, 32 MB), the driver takes them and runs
+   candidate pairs are few (at most :data:`DRIVER_EDGES`, 32 MB; ``$RECIPE_KIT_RAY_DRIVER_EDGES``
+   overrides it), the driver takes them and runs
    scipy's components instead, as GraphFrames does under its broadcast threshold: each round is two
    shuffles, a few seconds of fixed cost even for a handful of edges.
 4. **the keep rule** on the driver (the step's own ``_keepers`` over the labels: it needs only the
@@ -35,6 +36,8 @@ signatures still as Ray tasks), and says so.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 
@@ -43,6 +46,7 @@ from curation.steps.base import Decisions, Step
 
 RECORDS_PER_PART = 2_000_000  # band records per partition of stage 2, at most (about 48 MB)
 DRIVER_EDGES = 2_000_000  # at most this many candidate pairs (32 MB): components on the driver, no rounds
+DRIVER_EDGES_ENV = "RECIPE_KIT_RAY_DRIVER_EDGES"  # overrides DRIVER_EDGES (0: always the rounds)
 
 
 def minhash_dedup(engine, step: Step, table: pa.Table) -> Decisions:
@@ -71,12 +75,13 @@ def minhash_dedup(engine, step: Step, table: pa.Table) -> Decisions:
     edges = _grouped(edges.map_batches(_by_node, fn_kwargs={"parts": parts, "column": "a"}, batch_format="pyarrow",
                                        batch_size=None), _unique_edges, parts).materialize()
     n_candidates = edges.count()
-    if n_candidates > DRIVER_EDGES:
+    driver_edges = int(os.environ.get(DRIVER_EDGES_ENV, DRIVER_EDGES))
+    if n_candidates > driver_edges:
         labels, rounds = _components(edges, m, parts)
         how = f"components in {rounds} large/small-star round(s)"
     else:
         labels = cc.labels_by_min(m, *_edges_of(edges))
-        how = f"components on the driver (at most {DRIVER_EDGES:,} edges, {16 * n_candidates / 1e6:.1f} MB)"
+        how = f"components on the driver (at most {driver_edges:,} edges, {16 * n_candidates / 1e6:.1f} MB)"
     engine.say(f"minhash_dedup: {m:,} signatures, {n_candidates:,} candidate pairs by band-key shuffle "
                f"({parts} partitions), {how}")
 

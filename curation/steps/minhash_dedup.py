@@ -55,13 +55,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curation.minhash import (
     EMPTY, MinHasher, band_keys, candidate_pairs, clusters, collision_probability, estimate_jaccard,
     optimal_bands_rows,
 )
-from curation.rows import base_id, row_texts
+from curation.columns import table_of, text_column
 from curation.shingles import ngram_hashes, tokenize
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step, StepError
@@ -165,15 +167,21 @@ class MinHashDedup(Step):
         base row's decision), their texts, the LSH bands and rows, and the permutation seed."""
         p = self.params
         n = len(rows)
-        ids = rows["id"]
-        bases = [base_id(i) for i in ids]
-        _, rep_of_row_first, rep_index = np.unique(np.array(bases, dtype=object), return_index=True, return_inverse=True)
+        table = table_of(rows)
+        ids = table.column("id").to_pylist()
+        # the base id (before an upsampling suffix #k) of every row, as integer codes
+        bases = pc.dictionary_encode(pc.replace_substring_regex(table.column("id"), "(?s)#.*", "", max_replacements=1)
+                                     .combine_chunks())
+        codes = np.asarray(bases.indices, dtype=np.int64)
+        first = np.full(len(bases.dictionary), n, dtype=np.int64)
+        np.minimum.at(first, codes, np.arange(n, dtype=np.int64))
+        _, rep_of_row_first, rep_index = np.unique(first[codes], return_index=True, return_inverse=True)
         order = np.argsort(rep_of_row_first)  # representatives in first-occurrence order
         rank = np.empty_like(order)
         rank[order] = np.arange(len(order))
         rep_rows = rep_of_row_first[order]      # row index of each representative
         row_rep = rank[rep_index]               # representative number of each row
-        all_texts = row_texts(rows, p.field)
+        all_texts = text_column(table, p.field).to_pylist()
         texts = all_texts if len(rep_rows) == n else [all_texts[i] for i in rep_rows]
         if p.bands is not None:
             bands, rws = p.bands, p.rows
@@ -207,15 +215,12 @@ class MinHashDedup(Step):
             score_rep[dropped] = dsim
             np.maximum.at(score_rep, du, dsim)
 
-        keep = np.ones(n, dtype=bool)
-        reason: list[str | None] = [None] * n
         score = score_rep[row_rep]
-        keeper_id = [ids[int(rep_rows[k])] for k in keeper]
-        for i in range(n):
-            r = row_rep[i]
-            if in_cluster[r] and keeper[r] != r:
-                keep[i] = False
-                reason[i] = f"near_duplicate_of:{keeper_id[r]}"
+        dropped_rep = in_cluster & (keeper != np.arange(m))
+        keep = ~dropped_rep[row_rep]
+        reason: list[str | None] = [None] * n
+        for i, k in zip(np.flatnonzero(~keep).tolist(), rep_rows[keeper[row_rep[~keep]]].tolist()):
+            reason[i] = f"near_duplicate_of:{ids[k]}"
 
         hist = Counter(sizes[sizes > 1].tolist())
         extras = {
@@ -243,8 +248,9 @@ class MinHashDedup(Step):
             key = self.params.score_key
             priority = np.full(m, np.inf)
             found = 0
-            for k in np.flatnonzero(in_cluster):
-                meta = rows[int(rep_rows[k])]["metadata"]
+            members = np.flatnonzero(in_cluster)
+            metas = table_of(rows).column("metadata").take(pa.array(rep_rows[members])).to_pylist()
+            for k, meta in zip(members.tolist(), metas):
                 try:
                     val = json.loads(meta or "{}").get(key)
                 except (json.JSONDecodeError, AttributeError):

@@ -56,7 +56,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from curation.rows import row_texts
+from curation.columns import ids_of, text_column
 from curation.shingles import Tokens, ngram_hashes, normalise_words, tokenize
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step, StepError
@@ -185,12 +185,12 @@ class Decontaminate(Step):
         return out
 
     def decide(self, rows) -> Decisions:
-        texts = row_texts(rows, self.params.field)
+        texts = text_column(rows, self.params.field).to_pylist()
         evals = self.eval_items()
         matcher = self.matcher(evals)
         advance = self.ctx.progress("decontaminate", len(texts)) if self.ctx.progress else None
         best, best_item = matcher.match(texts, advance=advance)
-        return self.finish(rows["id"], texts, evals, best, best_item)
+        return self.finish(ids_of(rows), texts, evals, best, best_item)
 
     def eval_items(self) -> dict[str, tuple[list[str], list[str]]]:
         """Per benchmark in ``against``: its items' texts and ids."""
@@ -200,7 +200,7 @@ class Decontaminate(Step):
                 items = self.ctx.source(name)
             except KeyError:
                 raise StepError(f"decontaminate: source {name!r} is not defined in the recipe") from None
-            evals[name] = (row_texts(items, self.params.eval_field), items["id"])
+            evals[name] = (text_column(items, self.params.eval_field).to_pylist(), ids_of(items))
         return evals
 
     def matcher(self, evals: dict[str, tuple[list[str], list[str]]]) -> "Matcher":

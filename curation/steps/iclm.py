@@ -68,6 +68,7 @@ from typing import Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from curation.columns import ids_of
 from curation.embed import DEFAULT_MODEL, embed, resolve_model
 from curation.rows import base_id
 from curation.steps import STEPS
@@ -258,7 +259,7 @@ class ICLM(Step):
             return Decisions(keep=np.zeros(0, dtype=bool), order=np.zeros(0), group=np.zeros(0),
                              extras={"path_lengths": [], "n_paths": 0})
         texts = [t or "" for t in rows["text"]]
-        ids = rows["id"]
+        ids = ids_of(rows)
         started = time.time()
         cache_dir = (self.ctx.cache_root / "embeddings") if self.ctx.cache_root else None
         emb = embed(texts, p.model, cache_dir=cache_dir, normalize=True, batch_size=p.batch_size,

@@ -85,6 +85,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curation.budget import BUDGET_HELP, Budget, BudgetError, budget_rows
+from curation.columns import ids_of
 from curation.embed import DEFAULT_MODEL, embed, resolve_model
 from curation.prune import MODULE_CHOICES, Modules
 from curation.steps import STEPS
@@ -285,7 +286,7 @@ class Paser(Step):
             else:
                 reason.append(f"paser_concept_conflict:{tail} conflict={why[i].split(':', 1)[1][:120]}")
 
-        self._write_rows(rows["id"], assign, jsd, ies, in_tok, out_tok, keep, reason, concepts)
+        self._write_rows(ids_of(rows), assign, jsd, ies, in_tok, out_tok, keep, reason, concepts)
         extras = self._extras(rows, instructions, emb, assign, jsd, keep, cds, budgets, counts, budget, cluster_info,
                               degraded_report, original_dir, timings)
         return Decisions(keep=keep, score=ies, reason=reason, extras=extras)

@@ -40,6 +40,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from curation.columns import ids_of
 from curation.embed import DEFAULT_MODEL, embed, resolve_model
 from curation.rows import base_id, row_text
 from curation.steps import STEPS
@@ -120,7 +121,7 @@ class SemanticDedup(Step):
         if n == 0:
             return Decisions(keep=np.zeros(0, dtype=bool), extras={"cluster_sizes": []})
         texts = [row_text(r, p.field) for r in rows]
-        ids = rows["id"]
+        ids = ids_of(rows)
         started = time.time()
         cache_dir = (self.ctx.cache_root / "embeddings") if self.ctx.cache_root else None
         emb = embed(texts, p.model, cache_dir=cache_dir, normalize=True, batch_size=p.batch_size,

@@ -13,6 +13,9 @@ The driver gets back two integers per row (index, first index) and writes the st
 ``decontaminate`` -- the eval n-gram index broadcast, rows matched per shard:
 :mod:`curation.ray_decontaminate`.
 
+``semantic_dedup`` -- embeddings in an actor pool, k-means on the driver, the within-cluster passes
+by group-by: :mod:`curation.ray_semdedup`.
+
 ``minhash_dedup`` -- signatures, band-key shuffle, candidate pairs and connected components as
 distributed stages: :mod:`curation.ray_minhash`.
 """
@@ -25,6 +28,7 @@ import pyarrow.compute as pc
 
 from curation.ray_decontaminate import decontaminate
 from curation.ray_minhash import minhash_dedup
+from curation.ray_semdedup import semantic_dedup
 from curation.steps.base import Decisions, Step
 
 BUCKET_ROWS = 50_000  # rows per exact-dedup bucket, on average
@@ -90,4 +94,5 @@ def _firsts(group: pa.Table) -> pa.Table:
     return pa.table({"_index": pa.array(index), "first_index": pa.array(index[first]), "dup": pa.array(dup)})
 
 
-DISTRIBUTED = {"exact_dedup": exact_dedup, "minhash_dedup": minhash_dedup, "decontaminate": decontaminate}
+DISTRIBUTED = {"exact_dedup": exact_dedup, "minhash_dedup": minhash_dedup, "decontaminate": decontaminate,
+               "semantic_dedup": semantic_dedup}

@@ -35,18 +35,30 @@ returns per-row decisions.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
-from curation.columns import ids_of
+from curation.columns import ids_of, text_column
 from curation.embed import DEFAULT_MODEL, embed, resolve_model
-from curation.rows import base_id, row_text
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step
 
 _BLOCK = 1024  # rows of the within-cluster similarity matrix computed at once
+
+
+@dataclass
+class SemDedupPlan:
+    """The clusters and walk orders (:meth:`SemanticDedup.plan`), shared by both engines."""
+    ids: list
+    k: int
+    assign: np.ndarray          # cluster of each row
+    orders: list                # per cluster: its rows in walk order
+    groups: np.ndarray          # base-id code of each row (upsampled copies share one)
 
 
 class SemanticDedupParams(BaseModel):
@@ -117,18 +129,26 @@ class SemanticDedup(Step):
 
     def decide(self, rows) -> Decisions:
         p = self.params
-        n = len(rows)
-        if n == 0:
+        if len(rows) == 0:
             return Decisions(keep=np.zeros(0, dtype=bool), extras={"cluster_sizes": []})
-        texts = [row_text(r, p.field) for r in rows]
-        ids = ids_of(rows)
+        texts = text_column(rows, p.field).to_pylist()
         started = time.time()
-        cache_dir = (self.ctx.cache_root / "embeddings") if self.ctx.cache_root else None
-        emb = embed(texts, p.model, cache_dir=cache_dir, normalize=True, batch_size=p.batch_size,
+        emb = embed(texts, p.model, cache_dir=self.embedding_cache(), normalize=True, batch_size=p.batch_size,
                     progress=self.ctx.progress)
         embed_s = time.time() - started
         started = time.time()
-        distinct = len({t for t in texts})
+        plan = self.plan(texts, emb, ids_of(rows))
+        passes = [within_cluster_dedup(emb[order], 1.0 - p.eps, plan.groups[order]) for order in plan.orders]
+        return self.finish(plan, passes, embed_s, time.time() - started)
+
+    def embedding_cache(self):
+        return (self.ctx.cache_root / "embeddings") if self.ctx.cache_root else None
+
+    def plan(self, texts: list[str], emb: np.ndarray, ids: list[str]) -> "SemDedupPlan":
+        """Steps 2-3: the clusters, and the order each cluster is walked in."""
+        p = self.params
+        n = len(texts)
+        distinct = len(set(texts))
         k = max(1, min(p.n_clusters, distinct))
         if k > 1:
             assign, centroids = spherical_kmeans(emb, k, p.niter, self.ctx.seed)
@@ -138,28 +158,38 @@ class SemanticDedup(Step):
             centroids = (c / max(np.linalg.norm(c), 1e-12))[None]
         dist = 1.0 - np.einsum("ij,ij->i", emb, centroids[assign])
         rng = np.random.default_rng(self.ctx.seed)
-        threshold = 1.0 - p.eps
-        keep = np.ones(n, dtype=bool)
-        reason: list[str | None] = [None] * n
-        score = np.full(n, np.nan)
-        groups = [base_id(i) for i in ids]
-        dropped_per_cluster = np.zeros(k, dtype=np.int64)
+        orders = []
         for c in range(k):
             members = np.flatnonzero(assign == c)
-            if len(members) == 0:
-                continue
             if p.keep == "random":
-                order = members[rng.permutation(len(members))]
+                order = members[rng.permutation(len(members))] if len(members) else members
             else:  # stable sort by distance to the centroid: farthest first for "hard"
                 key = -dist[members] if p.keep == "hard" else dist[members]
                 order = members[np.argsort(key, kind="stable")]
-            dup_of, sim = within_cluster_dedup(emb[order], threshold, [groups[i] for i in order])
+            orders.append(order)
+        bases = pc.replace_substring_regex(pa.array(ids, pa.string()), "(?s)#.*", "", max_replacements=1)
+        groups = np.asarray(pc.dictionary_encode(bases).indices, dtype=np.int64)
+        return SemDedupPlan(ids, k, assign, orders, groups)
+
+    def finish(self, plan: "SemDedupPlan", passes: list[tuple[np.ndarray, np.ndarray]], embed_s: float,
+               dedup_s: float) -> Decisions:
+        """Step 4's records from each cluster's pass ``(dup_of, sim)`` (positions in its walk order)."""
+        p = self.params
+        ids, k, assign = plan.ids, plan.k, plan.assign
+        n = len(ids)
+        keep = np.ones(n, dtype=bool)
+        reason: list[str | None] = [None] * n
+        score = np.full(n, np.nan)
+        dropped_per_cluster = np.zeros(k, dtype=np.int64)
+        for c, (order, (dup_of, sim)) in enumerate(zip(plan.orders, passes)):
             score[order] = sim
             for pos in np.flatnonzero(dup_of >= 0):
                 row, kept_row = order[pos], order[dup_of[pos]]
                 keep[row] = False
                 reason[row] = f"semantic_duplicate_of:{ids[kept_row]}"
             dropped_per_cluster[c] = int((dup_of >= 0).sum())
+        threshold = 1.0 - p.eps
+        started = time.time() - dedup_s
         sizes = np.bincount(assign, minlength=k)
         extras = {
             "model": resolve_model(p.model)[1],

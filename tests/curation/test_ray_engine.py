@@ -238,3 +238,34 @@ def test_minhash_components_by_star_rounds_on_ray_match_the_local_step(ray_clust
         assert np.array_equal(got.score, want.score) and got.extras == want.extras
         assert want.extras["clusters"] > 20 and max(map(int, want.extras["cluster_size_histogram"])) >= 4
     assert any("large/small-star round" in s for s in said), said
+
+
+def test_semantic_dedup_on_ray_matches_the_local_step(tmp_path, ray_cluster):
+    """Embeddings in an actor pool (each with its own fresh vector store), clusters on the driver,
+    passes by group-by: the local decisions, with planted near copies dropped."""
+    import numpy as np
+
+    from curation.ray_engine import RayEngine
+    from curation.rows import dataset_of, rows_to_table
+    from curation.steps.base import StepContext
+    from curation.steps.semantic_dedup import SemanticDedup
+    from tests.curation.test_embed_semdedup import NEAR, TEXTS
+
+    texts = TEXTS + NEAR + [t + " Please answer briefly." for t in TEXTS[:10]]
+    rows = [{"id": f"r{i}", "source": "s", "kind": "text", "text": t, "metadata": "{}"} for i, t in enumerate(texts)]
+    rows.append(dict(rows[0], id="r0#1"))  # an upsampled copy is never a duplicate of its base row
+    table = rows_to_table(rows)
+    params = {"n_clusters": 4, "eps": 0.05}
+    want = SemanticDedup(SemanticDedup.Params(**params), StepContext(seed=3, cache_root=tmp_path / "a")).decide(dataset_of(table))
+    said = []
+    engine = RayEngine()
+    engine.say = said.append
+    step = SemanticDedup(SemanticDedup.Params(**params), StepContext(seed=3, cache_root=tmp_path / "b"))
+    got = engine.decide(step, table)
+    assert np.array_equal(got.keep, want.keep) and got.reason == want.reason
+    np.testing.assert_allclose(got.score, want.score, rtol=0, atol=1e-5)
+    assert got.extras["cluster_sizes"] == want.extras["cluster_sizes"]
+    assert (~want.keep).sum() >= len(NEAR)
+    assert got.reason[-1] != "semantic_duplicate_of:r0" and got.reason[0] != "semantic_duplicate_of:r0#1"
+    assert any("clusters' passes by group-by" in s for s in said), said
+    assert (tmp_path / "b" / "embeddings").is_dir()  # the actors stored their vectors for the next run

@@ -57,18 +57,25 @@ def applies(spec, fmt_name: str, features) -> bool:
         and is_value(skill or "") and all(is_value(c) for c in metas)
 
 
+ID_CHUNK = 65536  # rows hashed at a time: the JSON payload strings of one chunk exist at once, not 1M
+
+
 def _ids(source: str, text: pa.Array) -> list[str]:
-    escaped = text
-    for old, new in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
-        escaped = pc.replace_substring(escaped, old, new)
     prefix = json.dumps([source, "text"], ensure_ascii=False)[:-1] + ', "'
-    payload = pc.binary_join_element_wise(prefix, escaped, '"]', "").to_pylist()
-    odd = np.flatnonzero(np.asarray(pc.match_substring_regex(text, _OTHER_CONTROL), dtype=bool))
-    if len(odd):
-        raw = text.take(pa.array(odd)).to_pylist()
-        for i, t in zip(odd.tolist(), raw):
-            payload[i] = json.dumps([source, "text", t], sort_keys=True, ensure_ascii=False)
-    return [hashlib.sha256(p.encode("utf-8")).hexdigest()[:16] for p in payload]
+    out: list[str] = []
+    for start in range(0, len(text), ID_CHUNK):
+        part = text.slice(start, ID_CHUNK)
+        escaped = part
+        for old, new in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+            escaped = pc.replace_substring(escaped, old, new)
+        payload = pc.binary_join_element_wise(prefix, escaped, '"]', "").to_pylist()
+        odd = np.flatnonzero(np.asarray(pc.match_substring_regex(part, _OTHER_CONTROL), dtype=bool))
+        if len(odd):
+            raw = part.take(pa.array(odd)).to_pylist()
+            for i, t in zip(odd.tolist(), raw):
+                payload[i] = json.dumps([source, "text", t], sort_keys=True, ensure_ascii=False)
+        out.extend(hashlib.sha256(p.encode("utf-8")).hexdigest()[:16] for p in payload)
+    return out
 
 
 def load_text_rows(ds, spec, name: str) -> tuple[pa.Table, list[dict], int]:

@@ -13,7 +13,8 @@ Alternating the two until neither changes anything leaves a forest of stars, eac
 component's smallest node (Theorem 1 of the paper; O(log^2 n) rounds, a handful in practice for
 dedup graphs). A partition can tell on its own whether it changed the graph: large-star changes an
 edge exactly when a node has a smaller AND a larger neighbour; small-star exactly when a node has
-two or more smaller neighbours. So the driver learns convergence from one flag per partition.
+two or more smaller neighbours. So convergence is an OR of the partitions' flags (on Ray, one sum
+over the flag column, computed on the cluster).
 
 Why our own code: Ray Data has group-bys but no graph algorithms, and the local scipy
 ``connected_components`` needs the whole graph in one process. The functions here are vectorised
@@ -114,6 +115,8 @@ def labels_by_min(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """The same labels (each component's smallest node) from scipy's components, in one process."""
     from curation.minhash import clusters
 
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
     labels = clusters(n, u, v)
     smallest = np.full(labels.max() + 1, n, dtype=np.int64)
     np.minimum.at(smallest, labels, np.arange(n, dtype=np.int64))

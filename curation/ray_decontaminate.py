@@ -3,7 +3,8 @@
 The driver loads the benchmarks named in ``against`` and builds the step's :class:`Matcher` (the
 eval items' n-gram index, or their exact-text digests) -- small: about 2 MB for GSM8K's 1,319 test
 items -- and puts it in Ray's object store once; every ``map_batches`` task over a shard of the
-training texts gets it from there (one copy per node, shared by the node's workers) and returns,
+training texts gets it from there (its numpy n-gram arrays read without a copy from the node's
+object store; its Python parts, the item ids and exact-mode digests, deserialised per task) and returns,
 per benchmark, each row's best overlap and matched eval item. The driver writes the decisions with
 the step's own ``finish``, so they are the local ones: a row's match depends on its text and the
 eval side only.

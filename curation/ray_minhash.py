@@ -1,7 +1,10 @@
 """``minhash_dedup`` on Ray Data: signatures, LSH band keys, candidate pairs and connected components
 as distributed stages, with the local step's decisions (issue 16).
 
-The stages, each a Ray Data job over the previous one's blocks (``P`` partitions, :func:`_parts`):
+The stages, each a Ray Data job over the previous one's blocks. A group-by groups on a partition
+key ``_part`` with ``P`` values (:func:`_parts`), each group a vectorised call over many buckets or
+nodes; how many reducer tasks run them is Ray's choice (with the sort shuffle the engine selects,
+``num_partitions`` is not used).
 
 1. **signatures** (``map_batches`` over text shards): a shard's MinHash signatures (the step's
    :func:`curation.steps.minhash_dedup.signatures`, so any worker gives the local values), kept as a
@@ -57,7 +60,9 @@ def minhash_dedup(engine, step: Step, table: pa.Table) -> Decisions:
     step.ctx.engine = engine
     rows = dataset_of(table)
     p = step.params
-    if p.verify or not len(rows):
+    if not len(rows):
+        return step.decide(rows)
+    if p.verify:
         engine.say("minhash_dedup verify: signatures as Ray tasks; pairs and components on the driver (they need the texts)")
         return step.decide(rows)
     plan = step.plan(rows)
@@ -122,7 +127,8 @@ def _edges_of(ds) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _changed(ds) -> bool:
-    return any(batch["_changed"].any() for batch in ds.select_columns(["_changed"]).iter_batches(batch_format="numpy"))
+    """Whether any partition changed the graph: one sum on the cluster, not the flags to the driver."""
+    return bool(ds.sum("_changed") or 0)
 
 
 def _components(edges, m: int, parts: int, max_rounds: int = 200) -> tuple[np.ndarray, int]:
@@ -201,7 +207,7 @@ def _band_records(batch: pa.Table, bands: int, rows: int, parts: int) -> pa.Tabl
 def _edge_table(a: np.ndarray, b: np.ndarray, changed: bool | None = None) -> pa.Table:
     cols = {"a": pa.array(a, pa.int64()), "b": pa.array(b, pa.int64())}
     if changed is not None:
-        cols["_changed"] = pa.array(np.full(len(a), changed))
+        cols["_changed"] = pa.array(np.full(len(a), int(changed), dtype=np.int8))
     return pa.table(cols)
 
 

@@ -3,12 +3,13 @@ the within-cluster passes as a group-by.
 
 1. **embeddings** (the costly part: an encoder forward pass per row): ``map_batches`` over text
    shards in an actor pool, each actor loading the encoder once; every actor calls the step's own
-   :func:`curation.embed.embed` with the run's embedding store, so vectors already embedded by any
-   run are read back, and new ones are stored for the next.
+   :func:`curation.embed.embed` with the run's embedding store (the driver's path: one node, or a
+   cache on a filesystem every node mounts), so vectors already embedded by any run are read back,
+   and new ones are stored for the next.
 2. **clusters**: spherical k-means on the driver, as the local step (faiss, trained on every row),
    and each cluster's walk order (:meth:`SemanticDedup.plan`).
 3. **within-cluster passes** (O(size^2 x dim) per cluster): the rows, with their cluster, place in
-   the walk order and vector, go through ``groupby(cluster mod P).map_groups``; a partition runs the
+   the walk order and vector, go through a group-by on ``cluster mod P`` (P = 2 x CPUs group keys); a partition runs the
    step's :func:`within_cluster_dedup` on each of its clusters in walk order, and returns each row's
    duplicate-of row and similarity. The driver writes the records with the step's ``finish``.
 

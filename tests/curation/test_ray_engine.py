@@ -269,3 +269,23 @@ def test_semantic_dedup_on_ray_matches_the_local_step(tmp_path, ray_cluster):
     assert got.reason[-1] != "semantic_duplicate_of:r0" and got.reason[0] != "semantic_duplicate_of:r0#1"
     assert any("clusters' passes by group-by" in s for s in said), said
     assert (tmp_path / "b" / "embeddings").is_dir()  # the actors stored their vectors for the next run
+
+
+def test_minhash_on_ray_with_no_tokens_or_no_pairs_keeps_every_row(ray_cluster, monkeypatch):
+    """Empty shuffles (no active row; no bucket with two members) give the local step's records."""
+    import numpy as np
+
+    from curation import ray_minhash
+    from curation.ray_engine import RayEngine
+    from curation.rows import dataset_of, rows_to_table
+    from curation.steps.base import StepContext
+    from curation.steps.minhash_dedup import MinHashDedup
+
+    monkeypatch.setattr(ray_minhash, "DRIVER_EDGES", 0)
+    engine = RayEngine()
+    for texts in ([""] * 30, [f"unrelated text number {i} with words {i * 7} and {i * 13}" for i in range(60)]):
+        table = rows_to_table([{"id": f"r{i}", "source": "s", "kind": "text", "text": t, "metadata": "{}"}
+                               for i, t in enumerate(texts)])
+        want = MinHashDedup(MinHashDedup.Params(), StepContext(seed=1)).decide(dataset_of(table))
+        got = ray_minhash.minhash_dedup(engine, MinHashDedup(MinHashDedup.Params(), StepContext(seed=1)), table)
+        assert got.keep.all() and np.array_equal(got.score, want.score) and got.extras == want.extras

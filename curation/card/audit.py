@@ -110,8 +110,7 @@ def history(run: RunFiles, row_id: str) -> RowHistory | EvalItemHistory:
     source_row = run.source_rows([base_id(row_id)]).get(base_id(row_id))
     hist = RowHistory(row_id, ids, source_row, records, matched_items=_matched_items(run, records))
     keys = {m: info.get("dataset_key") for m, info in run.curation.get("mixtures", {}).items()}
-    for mix, present in run.dataset_ids.items():
-        found = [i for i in ids if i in present]
+    for mix, found in run.datasets_holding(ids).items():
         if found:
             hist.reached[mix] = found
     for stage in (run.manifest or {}).get("stages", []):

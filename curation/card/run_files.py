@@ -132,6 +132,20 @@ class RunFiles:
         except Exception as exc:
             raise RunFilesError(f"{path} is unreadable ({str(exc).splitlines()[0]}); re-run `recipe curate`") from None
 
+    def datasets_holding(self, ids: list[str]) -> dict[str, list[str]]:
+        """Per stage dataset, which of ``ids`` it holds: a filtered scan of its id column (what
+        ``recipe audit`` of one row needs), not every id of every dataset in a Python set."""
+        import pyarrow.dataset as pads
+
+        out = {}
+        for m in self.mixtures:
+            path = self.dataset_path(m)
+            if path.is_file():
+                found = pads.dataset(path, format="parquet").to_table(columns=["id"], filter=pads.field("id").isin(ids))
+                present = set(found.column("id").to_pylist())
+                out[m] = [i for i in ids if i in present]
+        return out
+
     @cached_property
     def dataset_ids(self) -> dict[str, set[str]]:
         return {m: set(self.dataset(m, ["id"]).column("id").to_pylist()) for m in self.mixtures if self.dataset_path(m).is_file()}

@@ -1,4 +1,5 @@
-"""Distributed forms of the dedup steps on Ray Data, with the local steps' exact decisions.
+"""Distributed forms of the global steps on Ray Data (the ``DISTRIBUTED`` table), with the local
+steps' exact decisions.
 
 ``exact_dedup`` -- hash partitioning. A ``map_batches`` pass normalises each shard's texts (the
 step's own :func:`curation.columns.normalised`) and gives each row a bucket from a stable 64-bit
@@ -12,6 +13,9 @@ The driver gets back two integers per row (index, first index) and writes the st
 
 ``decontaminate`` -- the eval n-gram index broadcast, rows matched per shard:
 :mod:`curation.ray_decontaminate`.
+
+``quality_classifier`` -- the classifier trained on the driver, rows scored in an actor pool:
+:mod:`curation.ray_quality`.
 
 ``semantic_dedup`` -- embeddings in an actor pool, k-means on the driver, the within-cluster passes
 by group-by: :mod:`curation.ray_semdedup`.
@@ -28,6 +32,7 @@ import pyarrow.compute as pc
 
 from curation.ray_decontaminate import decontaminate
 from curation.ray_minhash import minhash_dedup
+from curation.ray_quality import quality_classifier
 from curation.ray_semdedup import semantic_dedup
 from curation.steps.base import Decisions, Step
 
@@ -95,4 +100,4 @@ def _firsts(group: pa.Table) -> pa.Table:
 
 
 DISTRIBUTED = {"exact_dedup": exact_dedup, "minhash_dedup": minhash_dedup, "decontaminate": decontaminate,
-               "semantic_dedup": semantic_dedup}
+               "semantic_dedup": semantic_dedup, "quality_classifier": quality_classifier}

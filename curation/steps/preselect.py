@@ -47,7 +47,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curation import fasttext_util as ft
-from curation.rows import row_text
+from curation.columns import text_column
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step, StepError, path_fingerprint
 
@@ -145,7 +145,7 @@ class PreSelect(Step):
             raise StepError("preselect needs a work folder (the runner gives one)")
         work = self.ctx.workdir
         work.mkdir(parents=True, exist_ok=True)
-        texts = [row_text(r, p.field) for r in rows]
+        texts = text_column(rows, p.field).to_pylist()
         n = len(texts)
         if n < 2:
             raise StepError(f"preselect needs at least 2 rows to learn from, got {n}")

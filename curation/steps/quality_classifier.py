@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curation import fasttext_util as ft
-from curation.rows import row_text
+from curation.columns import text_column
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step, StepError, path_fingerprint
 
@@ -105,7 +106,7 @@ class QualityClassifier(Step):
         rng = np.random.default_rng(self.ctx.seed)
         texts, labels, counts = [], [], {}
         for kind, label, names in (("positive", "__label__1", p.positive), ("negative", "__label__0", p.negative)):
-            pool = [row_text(r, p.field) for name in names for r in self.ctx.source(name)]
+            pool = [t for name in names for t in text_column(self.ctx.source(name), p.field).to_pylist()]
             if p.max_train_rows and len(pool) > p.max_train_rows:
                 pool = [pool[i] for i in sorted(rng.choice(len(pool), p.max_train_rows, replace=False))]
             if not pool:
@@ -135,16 +136,28 @@ class QualityClassifier(Step):
         (work / "classifier.json").write_text(json.dumps(info, indent=1))
         return model, info
 
-    def decide(self, rows) -> Decisions:
+    def classifier(self) -> tuple[object, dict, Path]:
+        """(the loaded classifier, what the extras say about it, its .bin file): trained from the
+        sources into the step's work folder, or the ``model_path`` file."""
         p = self.params
         if p.model_path:
-            model, info = ft.load_classifier(p.model_path, p.positive_label), {"trained": False, "classifier": p.model_path}
-        else:
-            model, info = self._train()
-        texts = [row_text(r, p.field) for r in rows]
+            return (ft.load_classifier(p.model_path, p.positive_label), {"trained": False, "classifier": p.model_path},
+                    Path(p.model_path).expanduser())
+        model, info = self._train()
+        return model, info, self.ctx.workdir / "quality.bin"
+
+    def decide(self, rows) -> Decisions:
+        p = self.params
+        model, info, _ = self.classifier()
+        texts = text_column(rows, p.field).to_pylist()
         advance = self.ctx.progress("quality scores", len(texts)) if self.ctx.progress else None
         score = ft.positive_probability(model, texts, p.positive_label, advance=advance)
-        n = len(texts)
+        return self.finish(score, info, list(model.get_labels()))
+
+    def finish(self, score: np.ndarray, info: dict, labels: list[str]) -> Decisions:
+        """The keep rule over every row's score (a ranking for ``top_fraction``: all rows at once)."""
+        p = self.params
+        n = len(score)
         reason: list[str | None] = [None] * n
         if p.top_fraction is not None:
             k = min(n, math.ceil(p.top_fraction * n))
@@ -161,6 +174,6 @@ class QualityClassifier(Step):
                 reason[i] = f"low_quality:{score[i]:.4f}<{t:g}"
             rule = {"threshold": t}
         hist, edges = np.histogram(score, bins=20, range=(0.0, 1.0))
-        extras = {**info, **rule, "labels": list(model.get_labels()), "positive_label": p.positive_label,
+        extras = {**info, **rule, "labels": labels, "positive_label": p.positive_label,
                   "score_histogram": {"counts": hist.tolist(), "edges": edges.round(3).tolist()}}
         return Decisions(keep=keep, score=score, reason=reason, extras=extras)

@@ -289,3 +289,26 @@ def test_minhash_on_ray_with_no_tokens_or_no_pairs_keeps_every_row(ray_cluster, 
         want = MinHashDedup(MinHashDedup.Params(), StepContext(seed=1)).decide(dataset_of(table))
         got = ray_minhash.minhash_dedup(engine, MinHashDedup(MinHashDedup.Params(), StepContext(seed=1)), table)
         assert got.keep.all() and np.array_equal(got.score, want.score) and got.extras == want.extras
+
+
+def test_quality_classifier_on_ray_trains_once_and_scores_in_an_actor_pool(tmp_path, ray_cluster):
+    """Trained on the driver from the recipe's sources, rows scored by actors from the classifier's
+    bytes: the local scores and decisions, for both keep rules."""
+    import numpy as np
+
+    from curation.ray_engine import RayEngine
+    from curation.steps.quality_classifier import QualityClassifier, QualityClassifierParams
+    from tests.curation.test_quality_classifier import _ctx, _pool, _sources
+
+    pool, _ = _pool()
+    table = pool.data.table
+    engine = RayEngine()
+    said = []
+    engine.say = said.append
+    for extra in ({}, {"top_fraction": 0.4}):
+        params = QualityClassifierParams(positive=["good"], negative=["web"], epoch=25, **extra)
+        want = QualityClassifier(params, _ctx(tmp_path / "a", _sources())).decide(pool)
+        got = engine.decide(QualityClassifier(params, _ctx(tmp_path / "b", _sources())), table)
+        assert np.array_equal(got.score, want.score) and np.array_equal(got.keep, want.keep) and got.reason == want.reason
+        assert got.extras == want.extras
+    assert any("rows scored in an actor pool" in s for s in said), said

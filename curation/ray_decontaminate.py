@@ -16,7 +16,6 @@ which is what a benchmark suite allows (Tülu 3's whole eval suite is well under
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 
 from curation.steps.base import Decisions, Step
@@ -26,6 +25,7 @@ def decontaminate(engine, step: Step, table: pa.Table) -> Decisions:
     import ray
 
     from curation.columns import text_column
+    from curation.ray_engine import gathered
     from curation.rows import dataset_of
 
     n = table.num_rows
@@ -38,15 +38,10 @@ def decontaminate(engine, step: Step, table: pa.Table) -> Decisions:
     ref = ray.put(matcher)
     ds = ray.data.from_arrow(engine.shard_tables(pa.table({"text": texts})))
     out = ds.map_batches(_match_shard, fn_kwargs={"matcher": [ref]}, batch_format="pyarrow", batch_size=None)
-    parts = list(out.iter_batches(batch_format="pyarrow", batch_size=None))
-    result = pa.concat_tables(parts)
-    index = result.column("_index").to_numpy()
-    if len(index) != n or not np.array_equal(np.sort(index), np.arange(n)):
-        raise RuntimeError(f"ray decontaminate returned {len(index)} rows for {n}")
-    result = result.take(pa.array(np.argsort(index, kind="stable")))
+    result = gathered(out, n, "matches")
     best = {name: result.column(f"best_{k}").to_numpy() for k, name in enumerate(names)}
     best_item = {name: result.column(f"item_{k}").to_pylist() for k, name in enumerate(names)}
-    engine.say(f"decontaminate: {len(names)} benchmark index(es) broadcast to {len(parts)} shard task(s)")
+    engine.say(f"decontaminate: {len(names)} benchmark index(es) broadcast to the shard tasks")
     shown = texts.to_pylist()
     return step.finish(table.column("id").to_pylist(), shown, evals, best, best_item)
 

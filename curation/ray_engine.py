@@ -236,12 +236,18 @@ def _map_chunk(batch: dict[str, np.ndarray], fn: Callable, kwargs: dict) -> dict
     return {"_index": batch["_index"], "value": np.asarray(fn(batch["text"].tolist(), **kwargs))}
 
 
-def _in_order(parts: list[pa.Table], n: int) -> list[pa.Table]:
+def _in_order(parts: list[pa.Table], n: int, what: str = "decisions") -> list[pa.Table]:
     table = pa.concat_tables(parts)
     index = table.column("_index").to_numpy()
     if len(index) != n or not np.array_equal(np.sort(index), np.arange(n)):
-        raise RuntimeError(f"ray returned {len(index)} decisions for {n} rows")
+        raise RuntimeError(f"ray returned {len(index)} {what} for {n} rows")
     return [table.take(pa.array(np.argsort(index, kind="stable")))]
+
+
+def gathered(ds, n: int, what: str = "rows") -> pa.Table:
+    """Every block of a Ray dataset with an ``_index`` column, on the driver, in ``_index`` order,
+    checked to hold each of the ``n`` rows once (a lost or repeated shard is an error, never a gap)."""
+    return _in_order(list(ds.iter_batches(batch_format="pyarrow", batch_size=None)), n, what)[0]
 
 
 def _decisions_of(t: pa.Table) -> Decisions:

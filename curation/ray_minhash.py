@@ -106,16 +106,9 @@ def _grouped(ds, fn, parts: int):
 
 def _column(ds, name: str, n: int) -> np.ndarray:
     """Column ``name`` of ``ds`` in ``_index`` order (checked complete)."""
-    index, values = [], []
-    for batch in ds.select_columns(["_index", name]).iter_batches(batch_format="numpy", batch_size=None):
-        index.append(batch["_index"])
-        values.append(batch[name])
-    index, values = np.concatenate(index), np.concatenate(values)
-    if len(index) != n or not np.array_equal(np.sort(index), np.arange(n)):
-        raise RuntimeError(f"ray minhash_dedup returned {len(index)} rows for {n}")
-    out = np.empty_like(values)
-    out[index] = values
-    return out
+    from curation.ray_engine import gathered
+
+    return gathered(ds.select_columns(["_index", name]), n, "signatures").column(name).to_numpy()
 
 
 def _edges_of(ds) -> tuple[np.ndarray, np.ndarray]:

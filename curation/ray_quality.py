@@ -15,7 +15,6 @@ one shard of texts; the driver, the classifier and one score per row.
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 
 from curation.steps.base import Decisions, Step
@@ -25,6 +24,7 @@ def quality_classifier(engine, step: Step, table: pa.Table) -> Decisions:
     import ray
 
     from curation.columns import text_column
+    from curation.ray_engine import gathered
     from curation.rows import dataset_of
 
     n = table.num_rows
@@ -36,15 +36,7 @@ def quality_classifier(engine, step: Step, table: pa.Table) -> Decisions:
     ds = ray.data.from_arrow(engine.shard_tables(pa.table({"text": text_column(table, p.field)})))
     out = ds.map_batches(_Scorer, fn_constructor_kwargs={"model": [model_ref], "positive_label": p.positive_label},
                          batch_format="pyarrow", batch_size=None, compute=ray.data.ActorPoolStrategy(size=engine.cpus))
-    index, values = [], []
-    for batch in out.iter_batches(batch_format="pyarrow", batch_size=None):
-        index.append(batch.column("_index").to_numpy())
-        values.append(batch.column("score").to_numpy())
-    index = np.concatenate(index)
-    if len(index) != n or not np.array_equal(np.sort(index), np.arange(n)):
-        raise RuntimeError(f"ray quality_classifier returned {len(index)} scores for {n} rows")
-    score = np.empty(n)
-    score[index] = np.concatenate(values)
+    score = gathered(out, n, "scores").column("score").to_numpy()
     engine.say(f"quality_classifier: classifier {'trained' if info.get('trained') else 'loaded'} on the driver, "
                f"rows scored in an actor pool of {engine.cpus}")
     return step.finish(score, info, list(model.get_labels()))

@@ -38,7 +38,7 @@ def semantic_dedup(engine, step: Step, table: pa.Table) -> Decisions:
     import ray
 
     from curation.columns import ids_of, text_column
-    from curation.embed import _DEFAULT_ALIASES, resolve_model
+    from curation.embed import _DEFAULT_ALIASES, load_encoder, resolve_model
     from curation.rows import dataset_of
     from curation.steps.semantic_dedup import within_cluster_dedup
 
@@ -50,6 +50,7 @@ def semantic_dedup(engine, step: Step, table: pa.Table) -> Decisions:
     started = time.time()
     cache = step.embedding_cache()
     model = p.model if p.model in _DEFAULT_ALIASES else resolve_model(p.model)[0]  # a path: absolute, as the driver sees it
+    load_encoder(p.model)  # an encoder that cannot load offline fails here, with the local step's message, not in an actor
     ds = ray.data.from_arrow(engine.shard_tables(pa.table({"text": texts})))
     vectors = ds.map_batches(_Embedder, fn_constructor_kwargs={"model": model, "cache_dir": str(cache) if cache else None,
                                                                "batch_size": p.batch_size},
@@ -69,17 +70,10 @@ def semantic_dedup(engine, step: Step, table: pa.Table) -> Decisions:
 
 
 def _matrix_in_order(ds, n: int) -> np.ndarray:
-    index, parts = [], []
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        index.append(batch.column("_index").to_numpy())
-        col = batch.column("vec").combine_chunks()
-        parts.append(col.flatten().to_numpy().reshape(len(col), col.type.list_size))
-    index = np.concatenate(index)
-    if len(index) != n or not np.array_equal(np.sort(index), np.arange(n)):
-        raise RuntimeError(f"ray semantic_dedup returned {len(index)} vectors for {n} rows")
-    out = np.empty((n, parts[0].shape[1]), dtype=np.float32)
-    out[index] = np.concatenate(parts)
-    return out
+    from curation.ray_engine import gathered
+
+    col = gathered(ds, n, "vectors").column("vec").combine_chunks()
+    return col.flatten().to_numpy().reshape(len(col), col.type.list_size).astype(np.float32, copy=False)
 
 
 def _distributed_passes(engine, emb: np.ndarray, plan, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -4,7 +4,7 @@ A generated text source of N rows (default 100,000: random-word paragraphs with 
 duplicates, ~1% too-short rows, ~0.5% rows with repeated lines and ~0.3% with U+FFFD debris) goes
 through four cheap steps (exact_dedup, length, repetition, garbage) with `recipe curate`; then
 `recipe card` rewrites the card from the run's files, timed on its own. Reports the card's time
-and size, and ledger.parquet bytes vs datasets/<mixture>.parquet bytes (target: ledger < 2x data).
+and size, and the ledger folder's bytes vs datasets/<mixture>.parquet bytes (target: ledger < 2x data).
 
     python benchmarks/card_scale.py            # writes benchmarks/results/card_scale.{json,md}
     python benchmarks/card_scale.py --rows 20000
@@ -86,15 +86,16 @@ def main() -> None:
         card_s = run([recipe_bin, "card", str(out)])
         audit_id = json.loads((out / "card" / "card.json").read_text())["examples"]["datasets"]["pool_mix"]["kept"][0]["id"]
         audit_s = run([recipe_bin, "audit", str(out), audit_id])
-        import pyarrow.parquet as pq
+        sys.path.insert(0, str(ROOT))
+        from curation import ledger as ledger_mod
 
         cur = json.loads((out / "curation.json").read_text())
-        ledger_bytes = (out / "ledger.parquet").stat().st_size
+        ledger_bytes = sum(p.stat().st_size for p in (out / "ledger").glob("*.parquet"))
         data_bytes = (out / "datasets" / "pool_mix.parquet").stat().st_size
         result = {
             "rows": args.rows, "steps": ["exact_dedup", "length", "repetition", "garbage"],
             "funnel": [{k: s[k] for k in ("step", "rows_in", "rows_out", "dropped")} for s in cur["mixtures"]["pool_mix"]["funnel"]],
-            "ledger_records": pq.ParquetFile(out / "ledger.parquet").metadata.num_rows,
+            "ledger_records": ledger_mod.num_records(out / "ledger"),
             "selected_rows": cur["mixtures"]["pool_mix"]["rows"],
             "curate_seconds_incl_card": round(curate_s, 2), "card_seconds": round(card_s, 2),
             "audit_seconds": round(audit_s, 2),

@@ -82,7 +82,7 @@ def one_size(n: int, tmp: Path, bin_dir: Path, datatrove_python: str | None, tas
         "steps": {s["step"]: s["decide_seconds"] for s in cur["timing"]["steps"]},
         "card_seconds": card["seconds"], "card_peak_rss_mb": card["peak_rss_mb"],
         "audit_seconds": audit["seconds"], "audit_peak_rss_mb": audit["peak_rss_mb"],
-        "ledger_mb": round((run / "ledger.parquet").stat().st_size / 2**20, 1),
+        "ledger_mb": round(sum(p.stat().st_size for p in (run / "ledger").glob("*.parquet")) / 2**20, 1),
     }
     print(json.dumps(out), flush=True)
     if datatrove_python:

@@ -90,3 +90,38 @@ def _remove(p: Path) -> None:
             p.unlink()
         except OSError:
             pass
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh temp folder beside ``path``; on success swap it in for ``path`` (the old folder is
+    renamed aside, the new one renamed in, the old one removed), on any error remove it. A reader
+    sees the old folder, none for an instant, or the new one: never a mix of the two."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(exc.errno, describe_os_error(exc, path.parent)) from None
+    tag = temp_tag()
+    tmp, old = path.with_name(f".{path.name}.tmp-{tag}"), path.with_name(f".{path.name}.old-{tag}")
+    try:
+        tmp.mkdir()
+        yield tmp
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _restore(tmp, old, path)
+        if isinstance(exc, WriteError):
+            raise
+        raise WriteError(exc.errno, describe_os_error(exc, path)) from None
+    except BaseException:
+        _restore(tmp, old, path)
+        raise
+    _remove(old)
+
+
+def _restore(tmp: Path, old: Path, path: Path) -> None:
+    _remove(tmp)
+    if old.exists() and not path.exists():
+        os.replace(old, path)

@@ -12,6 +12,11 @@ rows (``Decisions.order``/``group``, e.g. ``iclm``) fills ``position`` (the kept
 the step's output, 0-based; null for dropped rows and for steps that do not order) and ``group``
 (e.g. the ICLM path the row was placed on). Both are nullable and *optional*: a ledger or a cached
 step entry written before they existed is read with them null (:func:`conform`).
+
+A run's ledger is the partitioned folder ``<out>/ledger/`` (:mod:`curation.ledger_folder`: one part
+per ledger part, split by row-id bucket); a stage's or a hook's records are one ``ledger.parquet``
+file. Read either through :func:`read` (all, in record order), :func:`read_step` (one dataset or
+step) and :func:`records_of` (one row's history); :func:`location` finds a run's.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from curation import ledger_folder
 
 SCHEMA = pa.schema(
     [
@@ -122,14 +129,20 @@ def quarantine_table(source: str, quarantine: list[dict]) -> pa.Table:
 
 
 def write(tables: list, path: Path, stamp: dict | None = None) -> Path:
-    """Write the ledger atomically (a temp name unique to this process, then rename) from its parts in
-    order: Arrow tables, or Parquet files (a step's cached decisions), each read and written in turn,
-    so only one part is in memory. ``stamp`` (recipe_hash, curation_id) goes into the schema
-    metadata: the run commit checks it."""
-    from curation.files import atomic_path
+    """Write the ledger atomically from its parts in order: Arrow tables, or Parquet files (a step's
+    cached decisions), each read and written in turn, so only one part is in memory. ``path`` ending
+    in ``.parquet`` is one file (a stage's or a hook's records); any other path is the run ledger's
+    partitioned folder (:mod:`curation.ledger_folder`). ``stamp`` (recipe_hash, curation_id) goes into
+    the schema metadata: the run commit checks it."""
+    from curation.files import atomic_folder, atomic_path
     from curation.run_commit import stamp as stamp_table
 
     schema = stamp_table(SCHEMA.empty_table(), stamp["recipe_hash"], stamp["curation_id"]).schema if stamp else SCHEMA
+    path = Path(path)
+    if path.suffix != ".parquet":
+        with atomic_folder(path) as tmp:
+            ledger_folder.write_folder(tables, tmp, schema, lambda t: conform(t).cast(SCHEMA))
+        return path
     with atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for part in tables:
@@ -149,22 +162,93 @@ def write_parquet(table: pa.Table, path) -> None:
     pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
 
 
+def location(out: Path) -> Path:
+    """A run directory's ledger: the ``ledger/`` folder, or the single ``ledger.parquet`` of a run
+    curated before the folder existed (still read)."""
+    folder = Path(out) / "ledger"
+    return folder if folder.is_dir() or not (Path(out) / "ledger.parquet").is_file() else Path(out) / "ledger.parquet"
+
+
+def _missing(path: Path) -> LedgerError:
+    return LedgerError(f"no ledger at {path}: run `recipe curate` (or `recipe train`) for this recipe first")
+
+
+def _unreadable(path: Path, exc: Exception) -> LedgerError:
+    return LedgerError(f"the ledger at {path} is unreadable ({str(exc).splitlines()[0]}); re-run `recipe curate` to rebuild it")
+
+
 def read_schema(path: Path) -> pa.Schema:
-    """The ledger's schema (its footer only), with :func:`read`'s messages for a missing or unreadable file."""
-    if not Path(path).exists():
-        raise LedgerError(f"no ledger at {path}: run `recipe curate` (or `recipe train`) for this recipe first")
+    """The ledger's schema (a file's footer, a folder's index), with :func:`read`'s messages for a
+    missing or unreadable ledger."""
+    path = Path(path)
+    if not path.exists():
+        raise _missing(path)
     try:
+        if path.is_dir():
+            ledger_folder.read_index(path)
+            return SCHEMA
         return pq.read_schema(path)
     except Exception as exc:
-        raise LedgerError(f"the ledger at {path} is unreadable ({str(exc).splitlines()[0]}); re-run `recipe curate` to rebuild it") from None
+        raise _unreadable(path, exc) from None
 
 
-def read(path: Path) -> pa.Table:
-    if not Path(path).exists():
-        raise LedgerError(f"no ledger at {path}: run `recipe curate` (or `recipe train`) for this recipe first")
+def num_records(path: Path) -> int:
+    path = Path(path)
+    if path.is_dir():
+        return int(ledger_folder.read_index(path)["records"])
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _joined(tables: list[pa.Table], columns) -> pa.Table:
+    schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
+    return pa.concat_tables([conform(t) if columns is None else t.select(columns) for t in tables]) if tables else schema.empty_table()
+
+
+def read(path: Path, columns: list[str] | None = None, where: pc.Expression | None = None) -> pa.Table:
+    """The whole ledger in record order (a file, or a folder's parts in order), or only ``columns``,
+    or only the records matching ``where`` (read by a filtered scan, not loaded whole)."""
+    path = Path(path)
+    if not path.exists():
+        raise _missing(path)
     try:
-        table = pq.read_table(path)
+        if path.is_dir():
+            return _joined(ledger_folder.read(path, columns, filter=where), columns)
+        table = pq.read_table(path, columns=columns, filters=where)
     except Exception as exc:
-        raise LedgerError(f"the ledger at {path} is unreadable ({str(exc).splitlines()[0]}); re-run `recipe curate` to rebuild it") from None
+        raise _unreadable(path, exc) from None
+    if columns is not None:
+        return table
     missing = [c for c in REQUIRED if c not in table.column_names]
     return table if missing else conform(table)  # the caller names missing required columns
+
+
+def read_step(path: Path, dataset: str, step: str | None = None, columns: list[str] | None = None) -> pa.Table:
+    """The records of one dataset (and one of its steps), in order: only those parts of a folder."""
+    path = Path(path)
+    read_schema(path)
+    ds, st = pc.field("dataset") == dataset, (pc.field("step") == step) if step is not None else None
+    expr = ds if st is None else ds & st
+    try:
+        if path.is_dir():
+            return _joined(ledger_folder.read(path, columns, pairs=[(dataset, step)], filter=expr), columns)
+        import pyarrow.dataset as pads
+
+        table = pads.dataset(path, format="parquet").to_table(filter=expr, columns=columns)
+    except Exception as exc:
+        raise _unreadable(path, exc) from None
+    return table if columns is not None else conform(table)
+
+
+def records_of(path: Path, ids: list[str]) -> pa.Table:
+    """Every record of ``ids`` and their ``#k`` copies, in ledger order: a folder opens only their
+    buckets' files; a file is scanned one record batch at a time."""
+    path = Path(path)
+    read_schema(path)
+    try:
+        if path.is_dir():
+            return _joined(ledger_folder.records_of(path, ids), None)
+        import pyarrow.dataset as pads
+
+        return conform(pads.dataset(path, format="parquet").to_table(filter=ledger_folder.id_filter(ids)))
+    except Exception as exc:
+        raise _unreadable(path, exc) from None

@@ -3,8 +3,8 @@
 Every node is served from the content-addressed cache when its key is there (``recipe.cache``, passed
 in: this package never imports ``recipe``). Steps decide, this module applies: each step's
 decisions become ledger records and only kept rows go on. The run directory then gets, as one unit
-(``curation.run_commit``): ``datasets/<mixture>.parquet``, ``ledger.parquet`` (one record per row
-per step, quarantined records included), ``curation.json`` (per-source stats, outcome by source,
+(``curation.run_commit``): ``datasets/<mixture>.parquet``, ``ledger/`` (one record per row
+per step, quarantined records included; a partitioned folder, ``curation.ledger_folder``), ``curation.json`` (per-source stats, outcome by source,
 the funnel) and, last, ``run.json``. A source whose every record is malformed still gets its
 quarantine written and committed as a failed curation, so ``recipe audit R --reason CODE`` shows it.
 
@@ -34,6 +34,8 @@ from curation.console import progress, say
 from curation.files import atomic_path, atomic_write_text
 from curation.columns import table_of
 from curation.ledger import write_parquet
+
+LEDGER_INDEX = "ledger/index.json"  # what run.json commits for the ledger folder
 from curation.mixture import mix
 from curation.engine import make_engine
 from curation.rows import dataset_of
@@ -159,12 +161,12 @@ class Curation:
             rel = f"datasets/{mix_name}.parquet"
             write_rows(rows, self.out / rel, stamp)
             files.append(rel)
-        ledger_mod.write(tables, self.out / "ledger.parquet", stamp)
+        self._write_ledger(tables, stamp)
         # wall time of the phase and of each step's decide (null: served from the cache), kept out of
         # the funnel so the card stays the same from run to run
         record["timing"] = {"seconds": round(time.time() - started, 3), "steps": self.timing}
         atomic_write_text(self.out / "curation.json", json.dumps(record, indent=1, default=str))
-        run_commit.commit(self.out, self.recipe_hash, self.curation_id, files + ["ledger.parquet", "curation.json"])
+        run_commit.commit(self.out, self.recipe_hash, self.curation_id, files + [LEDGER_INDEX, "curation.json"])
         self.seconds = time.time() - started
         return {name: dataset_of(rows) for name, rows in out.items()}
 
@@ -175,10 +177,15 @@ class Curation:
         tables.append(ledger_mod.quarantine_table(exc.source, exc.quarantine))
         record["status"] = "failed"
         record["error"] = str(exc)
-        ledger_mod.write(tables, self.out / "ledger.parquet", stamp)
+        self._write_ledger(tables, stamp)
         atomic_write_text(self.out / "curation.json", json.dumps(record, indent=1, default=str))
-        run_commit.commit(self.out, self.recipe_hash, self.curation_id, ["ledger.parquet", "curation.json"],
+        run_commit.commit(self.out, self.recipe_hash, self.curation_id, [LEDGER_INDEX, "curation.json"],
                           status="failed", error=str(exc)[:500])
+
+    def _write_ledger(self, tables: list, stamp: dict) -> None:
+        """The run ledger as its partitioned folder; a single ``ledger.parquet`` an older version left is removed."""
+        ledger_mod.write(tables, self.out / "ledger", stamp)
+        (self.out / "ledger.parquet").unlink(missing_ok=True)
 
     def append_ledger_records(self, paths: list[Path]) -> None:
         """Join records written by stages (DPO pairs) to the ledger, replacing earlier stage records,
@@ -190,11 +197,11 @@ class Curation:
         commit = run_commit.read(self.out) or {}
         stamp = {"recipe_hash": commit.get("recipe_hash", self.recipe_hash),
                  "curation_id": commit.get("curation_id", self.curation_id)}
-        path = self.out / "ledger.parquet"
-        table = pq.read_table(path) if path.exists() else None
+        path = ledger_mod.location(self.out)
+        table = ledger_mod.read(path) if path.exists() else None
         if table is not None:
             table = table.filter(pc.invert(pc.starts_with(table.column("dataset"), "stage:")))
-        ledger_mod.write(([table] if table is not None else []) + [pq.read_table(p) for p in paths], path, stamp)
+        self._write_ledger(([table] if table is not None else []) + [pq.read_table(p) for p in paths], stamp)
         if commit:
             run_commit.commit(self.out, stamp["recipe_hash"], stamp["curation_id"], list(commit.get("files", {})))
 

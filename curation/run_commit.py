@@ -1,13 +1,14 @@
 """A run directory's curation outputs form one unit: ``run.json`` commits them, readers check them.
 
-Why: ``resolved.yaml``, ``curation.json``, ``ledger.parquet`` and ``datasets/<mixture>.parquet`` are
+Why: ``resolved.yaml``, ``curation.json``, the ``ledger/`` folder and ``datasets/<mixture>.parquet`` are
 written one after another; a kill or a full disk between two of them used to leave one recipe's
 datasets beside another recipe's ledger, and ``recipe card`` published the mix. Now:
 
 1. curation starts by removing ``run.json`` (the run is uncommitted while it writes);
 2. every file it writes carries the recipe hash and a fresh ``curation_id`` (the Parquet files in
    their schema metadata, ``curation.json`` as keys, ``resolved.yaml`` in its header);
-3. ``run.json`` is written last, atomically: recipe hash, curation id, and each file's size.
+3. ``run.json`` is written last, atomically: recipe hash, curation id, and each file's size (for the
+   ledger folder, its ``index.json``, which lists each part file's size and carries the stamp).
 
 A reader (:func:`check`: the card, ``recipe audit``, ``recipe diff``) refuses a directory without
 ``run.json`` (curation never finished) or whose files disagree with it, naming each file that
@@ -116,6 +117,10 @@ def check(out: Path, allow_failed: bool = False) -> dict:
             st = parquet_stamp(path)
             if st is None or st.get("curation_id") != cid:
                 bad.append(f"{rel} (from curation {st.get('curation_id') if st else 'unknown'}, not {cid})")
+        elif rel.endswith("/index.json"):  # a partitioned folder (the ledger): every file its index lists
+            from curation import ledger_folder
+
+            bad += ledger_folder.problems(path.parent, cid)
         elif rel == "curation.json":
             try:
                 got = json.loads(path.read_text()).get("curation_id")

@@ -50,9 +50,9 @@ class EvalItemHistory:
 
 
 def _ids(run: RunFiles) -> list[str]:
-    import pyarrow.parquet as pq
+    from curation import ledger
 
-    return pc.unique(pq.read_table(run.out / "ledger.parquet", columns=["row_id"]).column("row_id")).to_pylist()
+    return pc.unique(ledger.read(run.ledger_path, columns=["row_id"]).column("row_id")).to_pylist()
 
 
 def suggest(run: RunFiles, row_id: str, limit: int = 5) -> tuple[list[str], int]:
@@ -97,8 +97,7 @@ def _text(row: dict) -> str:
 
 
 def history(run: RunFiles, row_id: str) -> RowHistory | EvalItemHistory:
-    rid = pc.field("row_id")
-    part = run.ledger_records((rid == row_id) | pc.starts_with(rid, pattern=row_id + "#"))
+    part = run.records_of([row_id])
     if part.num_rows == 0:
         found = eval_history(run, row_id)
         if found is not None:
@@ -123,16 +122,15 @@ def dropped_for(run: RunFiles, reason: str) -> pa.Table:
     """Ledger records dropped or quarantined whose reason code equals or starts with ``reason``
     (``near_duplicate`` matches ``near_duplicate`` and ``near_duplicate_of``), or whose full reason
     starts with it (``duplicate_of:3fa2``)."""
-    led = run.ledger
-    not_kept = pc.not_equal(led.column("decision"), "keep")
-    code = pc.fill_null(led.column("reason_code"), "")
-    full = pc.fill_null(led.column("reason"), "")
-    match = pc.or_(pc.starts_with(code, reason), pc.starts_with(full, reason))
-    return led.filter(pc.and_(not_kept, match))
+    from curation import ledger
+
+    match = pc.starts_with(pc.field("reason_code"), pattern=reason) | pc.starts_with(pc.field("reason"), pattern=reason)
+    return ledger.read(run.ledger_path, where=(pc.field("decision") != "keep") & match)  # null matches nothing
 
 
 def reason_codes(run: RunFiles) -> dict[str, int]:
-    led = run.ledger
-    codes = led.filter(pc.not_equal(led.column("decision"), "keep")).column("reason_code")
+    from curation import ledger
+
+    codes = ledger.read(run.ledger_path, ["reason_code"], where=pc.field("decision") != "keep").column("reason_code")
     counts = pc.value_counts(codes).to_pylist()
     return {c["values"]: c["counts"] for c in counts if c["values"]}

@@ -41,15 +41,14 @@ def changed_keys(a: dict, b: dict) -> list[dict]:
 
 def _drop_cause(run: RunFiles, mixture: str) -> dict[str, str]:
     """row id -> "step: reason_code" where this run's ledger removed it from ``mixture``."""
-    led = run.ledger
-    part = led.filter(pc.and_(pc.equal(led.column("dataset"), mixture), pc.not_equal(led.column("decision"), "keep")))
+    led = run.ledger_of(mixture, columns=["row_id", "step", "decision", "reason_code"])
+    part = led.filter(pc.not_equal(led.column("decision"), "keep"))
     return {rid: f"{step}: {code}" for rid, step, code in
             zip(*(part.column(c).to_pylist() for c in ("row_id", "step", "reason_code")))}
 
 
 def _seen(run: RunFiles, mixture: str) -> set[str]:
-    led = run.ledger
-    return set(led.filter(pc.equal(led.column("dataset"), mixture)).column("row_id").to_pylist())
+    return set(run.ledger_of(mixture, columns=["row_id"]).column("row_id").to_pylist())
 
 
 def _cause(rid: str, dropped: dict[str, str], seen: set[str], other: str) -> str:

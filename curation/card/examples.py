@@ -40,12 +40,12 @@ def display(row: dict) -> str:
 
 
 def examples(run: RunFiles, n: int = 3) -> dict:
-    led = run.ledger
     out: dict = {"datasets": {}, "quarantined": {}}
     wanted: list[str] = []
     for mix in run.mixtures:
         kept = run.dataset(mix, ["id"]).column("id").slice(0, n).to_pylist() if run.dataset_path(mix).is_file() else []
-        drops = led.filter(pc.and_(pc.equal(led.column("dataset"), mix), pc.equal(led.column("decision"), "drop")))
+        led = run.ledger_of(mix)
+        drops = led.filter(pc.equal(led.column("decision"), "drop"))
         groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         for step, rid, reason, code, score in zip(*(drops.column(c).to_pylist() for c in
                                                     ("step", "row_id", "reason", "reason_code", "score"))):
@@ -60,10 +60,15 @@ def examples(run: RunFiles, n: int = 3) -> dict:
         for e in ex["kept"] + [e for g in ex["dropped"].values() for b in g.values() for e in b]:
             row = rows.get(e["id"])
             e["text"] = display(row) if row else "(row text unavailable: the source cache entry is gone)"
-    quarantine = led.filter(pc.equal(led.column("decision"), "quarantine"))
+    for src in run.curation.get("sources", {}):
+        _quarantined(run.ledger_of(f"source:{src}", "load"), out["quarantined"], n)
+    return out
+
+
+def _quarantined(loads, out: dict, n: int) -> None:
+    quarantine = loads.filter(pc.equal(loads.column("decision"), "quarantine"))
     for src, rid, code, reason, raw in zip(*(quarantine.column(c).to_pylist() for c in
                                             ("source", "row_id", "reason_code", "reason", "detail"))):
-        bucket = out["quarantined"].setdefault(src, {}).setdefault(code, [])
+        bucket = out.setdefault(src, {}).setdefault(code, [])
         if len(bucket) < n:
             bucket.append({"id": rid, "reason": reason, "text": truncate(raw) or "(no raw text: the record was unparseable)"})
-    return out

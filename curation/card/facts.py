@@ -109,9 +109,7 @@ def _composition(run: RunFiles, mixture: str) -> dict:
 
 # ---------------------------------------------------------------------- preprocessing
 def _score_summary(run: RunFiles, mixture: str, step: str) -> dict | None:
-    led = run.ledger
-    mask = pc.and_(pc.equal(led.column("dataset"), mixture), pc.equal(led.column("step"), step))
-    scores = led.filter(mask).column("score").drop_null().to_numpy()
+    scores = run.ledger_of(mixture, step, ["score"]).column("score").drop_null().to_numpy()
     scores = scores[np.isfinite(scores)]
     if not len(scores):
         return None
@@ -121,10 +119,9 @@ def _score_summary(run: RunFiles, mixture: str, step: str) -> dict | None:
 
 
 def _ledger_reasons(run: RunFiles, mixture: str, step: str) -> dict[str, int]:
-    led = run.ledger
-    mask = pc.and_(pc.and_(pc.equal(led.column("dataset"), mixture), pc.equal(led.column("step"), step)),
-                   pc.not_equal(led.column("decision"), "keep"))
-    return {k: v for k, v in _counts(led.filter(mask).column("reason_code").drop_null()).items() if k}
+    led = run.ledger_of(mixture, step, ["decision", "reason_code"])
+    dropped = led.filter(pc.not_equal(led.column("decision"), "keep"))
+    return {k: v for k, v in _counts(dropped.column("reason_code").drop_null()).items() if k}
 
 
 def thresholds(step: dict) -> dict[str, float]:
@@ -278,5 +275,5 @@ def _evaluation(run: RunFiles) -> list[dict]:
 def _provenance(run: RunFiles) -> dict:
     return {"recipe_hash": run.recipe_hash, "recipe_file": run.recipe_file, "seed": run.recipe.get("seed"),
             "recipe_kit_version": provenance.version("recipe-kit"), "git": provenance.git_commit(),
-            "libraries": provenance.library_versions(), "ledger_records": run.ledger.num_rows,
+            "libraries": provenance.library_versions(), "ledger_records": run.ledger_records_count,
             "resolved_recipe": run.resolved_text}

@@ -86,8 +86,7 @@ def mixture_shares(mixture: str, table: list[dict], path: Path) -> None:
 
 
 def score_hist(run: RunFiles, mixture: str, step: dict, path: Path) -> bool:
-    led = run.ledger
-    part = led.filter(pc.and_(pc.equal(led.column("dataset"), mixture), pc.equal(led.column("step"), step["ledger_step"])))
+    part = run.ledger_of(mixture, step["ledger_step"], ["score", "decision"])
     scores = np.asarray(part.column("score").to_numpy(zero_copy_only=False), dtype=float)  # null -> nan
     kept = np.asarray(pc.equal(part.column("decision"), "keep"), dtype=bool)
     ok = np.isfinite(scores)

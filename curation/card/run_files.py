@@ -1,7 +1,7 @@
 """Read a run directory's files: the one place the card, ``recipe audit`` and ``recipe diff`` open them.
 
 A run directory (``recipe curate``/``recipe train --out DIR``) holds ``resolved.yaml`` (first line
-``# recipe hash: ...``), ``ledger.parquet``, ``curation.json``, ``datasets/<mixture>.parquet`` and,
+``# recipe hash: ...``), ``ledger/`` (``ledger.parquet`` before the folder), ``curation.json``, ``datasets/<mixture>.parquet`` and,
 after training, ``manifest.json`` and ``eval/results.json``. Everything here reads files only: no
 recipe is re-run and nothing from ``recipe`` is imported. A missing or unreadable file raises
 :class:`RunFilesError` (or the ledger's :class:`~curation.ledger.LedgerError`) with the fix.
@@ -102,23 +102,38 @@ class RunFiles:
         return list(self.curation.get("mixtures", {}))
 
     # ------------------------------------------------------------------ ledger and datasets
+    @property
+    def ledger_path(self) -> Path:
+        return ledger_mod.location(self.out)
+
     @cached_property
     def ledger(self) -> pa.Table:
-        table = ledger_mod.read(self.out / "ledger.parquet")
+        """The whole ledger in record order (what the card's whole-run views need)."""
+        table = ledger_mod.read(self.ledger_path)
         missing = [c for c in ledger_mod.REQUIRED if c not in table.column_names]  # optional ones read as null
         if missing:
-            raise ledger_mod.LedgerError(f"the ledger at {self.out / 'ledger.parquet'} lacks columns {missing}; "
+            raise ledger_mod.LedgerError(f"the ledger at {self.ledger_path} lacks columns {missing}; "
                                          "re-run `recipe curate` to rebuild it")
         return table
 
-    def ledger_records(self, expression) -> pa.Table:
-        """The ledger records matching a ``pyarrow.dataset`` expression, read by a streaming scan (one
-        record batch at a time in memory, not the whole ledger): what ``recipe audit`` of one id needs."""
-        import pyarrow.dataset as pads
+    def ledger_of(self, dataset: str, step: str | None = None, columns: list[str] | None = None) -> pa.Table:
+        """One dataset's (or one of its steps') records, in order: only those parts of the ledger folder."""
+        if "ledger" in self.__dict__:  # already read whole
+            led = self.ledger
+            mask = pc.equal(led.column("dataset"), dataset)
+            if step is not None:
+                mask = pc.and_(mask, pc.equal(led.column("step"), step))
+            part = led.filter(mask)
+            return part if columns is None else part.select(columns)
+        return ledger_mod.read_step(self.ledger_path, dataset, step, columns)
 
-        path = self.out / "ledger.parquet"
-        ledger_mod.read_schema(path)  # a missing or unreadable ledger: the usual message
-        return ledger_mod.conform(pads.dataset(path, format="parquet").to_table(filter=expression))
+    def records_of(self, ids: list[str]) -> pa.Table:
+        """Every record of ``ids`` and of their ``#k`` copies: only their buckets' files (``recipe audit``)."""
+        return ledger_mod.records_of(self.ledger_path, ids)
+
+    @property
+    def ledger_records_count(self) -> int:
+        return ledger_mod.num_records(self.ledger_path)
 
     def dataset_path(self, mixture: str) -> Path:
         return self.out / "datasets" / f"{mixture}.parquet"

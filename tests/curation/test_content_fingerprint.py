@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import yaml
+from curation import ledger as ledger_mod
 
 FINGERPRINT = Path(__file__).with_name("content_fingerprint.json")
 
@@ -120,7 +121,7 @@ def run_fingerprint(run: Path) -> dict:
     for f in sorted((run / "datasets").glob("*.parquet")):
         table = pq.read_table(f)
         out[f"datasets/{f.name}"] = {"rows": table.num_rows, "sha256": _digest(table.to_pylist())}
-    ledger = pq.read_table(run / "ledger.parquet")
+    ledger = ledger_mod.read(run / "ledger")
     out["ledger"] = {"rows": ledger.num_rows, "sha256": _digest(ledger.to_pylist())}
     record = json.loads((run / "curation.json").read_text())
     for name, m in sorted(record["mixtures"].items()):

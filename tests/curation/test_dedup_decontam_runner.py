@@ -3,9 +3,9 @@
 import json
 import random
 
-import pyarrow.parquet as pq
 
 from tests.conftest import tiny_recipe
+from curation import ledger as ledger_mod
 
 WORDS = [f"word{i}" for i in range(2000)]
 LEAK = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?"
@@ -42,7 +42,7 @@ def test_curate_records_near_duplicates_and_contamination(cli, write_recipe, tmp
     out = tmp_path / "run"
     res = cli("curate", write_recipe(r), "--out", out)
     assert res.exit_code == 0, res.output
-    led = pq.read_table(out / "ledger.parquet").to_pandas()
+    led = ledger_mod.read(out / "ledger").to_pandas()
     dd = led[(led.step == "0:minhash_dedup") & (led.decision == "drop")]
     assert len(dd) == 5 and dd.reason.str.startswith("near_duplicate_of:").all()
     assert (dd.score > 0.7).all()

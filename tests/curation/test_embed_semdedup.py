@@ -9,6 +9,7 @@ from curation.embed import EmbeddingModelError, embed, resolve_model
 from curation.rows import make_row, row_text, rows_to_dataset
 from curation.steps.base import StepContext
 from curation.steps.semantic_dedup import SemanticDedup, SemanticDedupParams, within_cluster_dedup
+from curation import ledger as ledger_mod
 
 TEXTS = [
     "How do I bake a chocolate cake at home?",
@@ -137,12 +138,11 @@ def _semdedup_recipe(tmp_path, options):
 
 
 def test_runner_ledger_and_shared_embedding_cache(cli, write_recipe, tmp_path):
-    import pyarrow.parquet as pq
 
     out = tmp_path / "run"
     res = cli("curate", write_recipe(_semdedup_recipe(tmp_path, {"n_clusters": 2, "eps": 0.05})), "--out", out)
     assert res.exit_code == 0, res.output
-    led = pq.read_table(out / "ledger.parquet").to_pandas()
+    led = ledger_mod.read(out / "ledger").to_pandas()
     step = led[led.step == "0:semantic_dedup"]
     assert len(step) == len(TEXTS) + len(NEAR)
     dropped = step[step.decision == "drop"]

@@ -166,7 +166,7 @@ def test_runner_applies_the_order_and_records_position_and_path(cli, write_recip
     out = tmp_path / "run"
     res = cli("curate", write_recipe(_iclm_recipe(tmp_path)), "--out", out)
     assert res.exit_code == 0, res.output
-    led = pq.read_table(out / "ledger.parquet").to_pandas()
+    led = ledger_mod.read(out / "ledger").to_pandas()
     step = led[led.step == "0:iclm"]
     kept = step[step.decision == "keep"].sort_values("position")
     assert kept.position.tolist() == list(range(len(kept))) and step.group.notna().all()

@@ -4,7 +4,6 @@ import json
 import random
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
@@ -12,6 +11,7 @@ from curation.rows import make_row, rows_to_dataset
 from curation.steps.base import StepContext, StepError
 from curation.steps.quality_classifier import QualityClassifier, QualityClassifierParams
 from tests.conftest import tiny_recipe
+from curation import ledger as ledger_mod
 
 TOPICS = ["the history of Rome", "how vaccines work", "saving money each month", "learning a new language",
           "the water cycle", "writing a clear email", "planting tomatoes", "the rules of chess"]
@@ -150,7 +150,7 @@ def test_runner_records_scores_in_the_ledger_and_caches_the_classifier(cli, writ
     out = tmp_path / "run"
     res = cli("curate", path, "--out", out)
     assert res.exit_code == 0, res.output
-    led = pq.read_table(out / "ledger.parquet").to_pandas()
+    led = ledger_mod.read(out / "ledger").to_pandas()
     step = led[led.step == "0:quality_classifier"]
     assert len(step) == 80 and step.score.notna().all()
     assert (step[step.source == "web"].decision == "drop").mean() > 0.9

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.curation import test_content_fingerprint as fp
+from curation import ledger as ledger_mod
 
 
 def _write(path: Path, recipe: dict) -> Path:
@@ -41,7 +42,7 @@ def test_ray_engine_without_the_extra_names_the_pip_command(tmp_path, cli, monke
     assert res.exit_code != 0
     assert "pip install 'recipe-kit[distributed]'" in res.output
     assert "Traceback" not in res.output
-    assert not (tmp_path / "run" / "ledger.parquet").exists()
+    assert not (tmp_path / "run" / "ledger").exists()
 
 
 def test_an_unknown_engine_is_refused(tmp_path, cli):
@@ -88,7 +89,7 @@ def ray_cluster(tmp_path_factory):
 
 
 def _sorted_ledger(run: Path) -> list[dict]:
-    t = pq.read_table(run / "ledger.parquet")
+    t = ledger_mod.read(run / "ledger")
     t = t.replace_schema_metadata(None)
     return t.sort_by([("dataset", "ascending"), ("step_index", "ascending"), ("row_id", "ascending")]).to_pylist()
 

@@ -10,6 +10,7 @@ from curation.rows import MalformedRow
 from curation.sources import SourceError, load_source
 from recipe.schema import FileSource
 from tests.conftest import needs_shared
+from curation import ledger as ledger_mod
 
 
 def _jsonl(path, records, raw_lines=()):
@@ -176,7 +177,6 @@ def test_csv_that_is_not_utf8_names_the_cause(tmp_path):
 
 
 def test_invalid_utf8_through_the_cli_is_counted_not_a_traceback(cli, write_recipe, tmp_path):
-    import pyarrow.parquet as pq
 
     from tests.conftest import tiny_recipe
 
@@ -188,7 +188,7 @@ def test_invalid_utf8_through_the_cli_is_counted_not_a_traceback(cli, write_reci
     res = cli("curate", write_recipe(r), "--out", tmp_path / "run")
     assert res.exit_code == 0 and "Traceback" not in res.output, res.output
     assert "quarantined 1 of 2 records" in res.output and "invalid_utf8" in res.output
-    led = pq.read_table(tmp_path / "run" / "ledger.parquet").to_pandas()
+    led = ledger_mod.read(tmp_path / "run" / "ledger").to_pandas()
     assert list(led[led.decision == "quarantine"].reason_code) == ["invalid_utf8"]
 
 

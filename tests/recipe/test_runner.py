@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import tiny_recipe
+from curation import ledger as ledger_mod
 
 
 def _alpaca_file(tmp_path, n_good=30):
@@ -31,7 +32,7 @@ def test_curate_writes_ledger_with_quarantine_and_decisions(cli, write_recipe, t
     res = cli("curate", write_recipe(_recipe_with_file(tmp_path)), "--out", out)
     assert res.exit_code == 0, res.output
     assert "quarantined 3 of 33 records" in res.output
-    led = pq.read_table(out / "ledger.parquet").to_pandas()
+    led = ledger_mod.read(out / "ledger").to_pandas()
     q = led[led.decision == "quarantine"]
     assert sorted(q.reason_code) == ["empty_assistant_turn", "invalid_json", "missing_field"]
     mixture = led[(led.step == "mixture") & (led.source == "alp")]
@@ -125,9 +126,8 @@ def test_train_eval_and_cache(cli, write_recipe, tmp_path):
     assert use["stage"] == "0-sft" and use["dataset"] == "sft" and use["status"] == "done"
     assert 0 < use["trained_tokens"] <= 3 * 8 * 48 and use["rows"] == manifest["stages"][0]["rows"]
     # and an audit of a row in the trained dataset names the stage that trained on it
-    import pyarrow.parquet as pq
 
-    led = pq.read_table(out / "ledger.parquet").to_pandas()
+    led = ledger_mod.read(out / "ledger").to_pandas()
     kept = led[(led.step == "0:exact_dedup") & (led.decision == "keep")].row_id.iloc[0]
     res = cli("audit", path, kept, "--out", out)
     assert res.exit_code == 0 and "reached stage dataset sft" in res.output

@@ -1,8 +1,8 @@
 """A user step by dotted path: validated options, run by the runner, recorded in the ledger."""
 
-import pyarrow.parquet as pq
 
 from tests.conftest import tiny_recipe
+from curation import ledger as ledger_mod
 
 STEP = "tests.recipe.example_user_step:KeepEveryNth"
 
@@ -13,7 +13,7 @@ def test_user_step_runs_and_is_recorded(cli, write_recipe, tmp_path):
     out = tmp_path / "run"
     res = cli("curate", write_recipe(r), "--out", out)
     assert res.exit_code == 0, res.output
-    led = pq.read_table(out / "ledger.parquet").to_pandas()
+    led = ledger_mod.read(out / "ledger").to_pandas()
     mine = led[led.step == f"0:{STEP}"]
     assert len(mine) == 200 and (mine.decision == "keep").sum() == 50
     assert set(mine[mine.decision == "drop"].reason) == {"not_nth"}

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import needs_shared, tiny_recipe
+from curation import ledger as ledger_mod
 
 
 def chained(**stage_over):
@@ -33,7 +34,7 @@ def test_sft_dpo_rlvr_chain(cli, write_recipe, tmp_path):
     dpo_dir = out / "stages" / "1-dpo"
     pairs = [json.loads(l) for l in (dpo_dir / "pairs.jsonl").read_text().splitlines()]
     assert pairs and all(p["chosen"] != p["rejected"] and p["rejected_from"] == "perturbed" for p in pairs)
-    ledger = pq.read_table(out / "ledger.parquet").to_pylist()
+    ledger = ledger_mod.read(out / "ledger").to_pylist()
     stage_records = [r for r in ledger if r["dataset"] == "stage:1-dpo" and r["step"] == "pairs"]
     assert len(stage_records) == len(pairs)
     assert {r["step"] for r in ledger if r["dataset"] == "stage:1-dpo"} == {"pairs", "exposure"}
@@ -55,7 +56,7 @@ def test_sft_dpo_rlvr_chain(cli, write_recipe, tmp_path):
     # the ledger survives a second (fully cached) run with the stage records intact
     res = cli("train", write_recipe(chained(dpo={"ref": "base"})), "--out", out)
     assert res.exit_code == 0, res.output
-    assert len([r for r in pq.read_table(out / "ledger.parquet").to_pylist()
+    assert len([r for r in ledger_mod.read(out / "ledger").to_pylist()
                 if r["dataset"] == "stage:1-dpo" and r["step"] == "pairs"]) == len(pairs)
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import tiny_recipe, train_recipe
+from curation import ledger as ledger_mod
 
 SMALL = {"batch_size": 8, "max_length": 48, "lr": 1e-3, "logging_steps": 1}
 
@@ -107,10 +108,9 @@ def test_resume_makes_the_same_decisions(skill_run):
 
 
 def test_exposure_reaches_the_ledger_and_audit(skill_run, cli):
-    import pyarrow.parquet as pq
 
     tmp, _ = skill_run
-    led = pq.read_table(tmp / "run" / "ledger.parquet").to_pylist()
+    led = ledger_mod.read(tmp / "run" / "ledger").to_pylist()
     exp = [r for r in led if r["step"] == "exposure"]
     assert exp and sum(r["score"] for r in exp) == 64
     trained = next(r for r in exp if r["score"] > 0)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import tiny_recipe, train_recipe
+from curation import ledger as ledger_mod
 
 MATES = {"select_every": 3, "warmup_steps": 3, "probes": 10, "ratio": 0.5, "influence": {"epochs": 1, "batch_size": 8}}
 
@@ -53,10 +54,9 @@ def test_rounds_probe_fit_and_select(mates_run):
 
 
 def test_every_candidate_has_a_ledger_record(mates_run, cli):
-    import pyarrow.parquet as pq
 
     tmp, _ = mates_run
-    led = [r for r in pq.read_table(tmp / "run" / "ledger.parquet").to_pylist() if r["step"].startswith("mates:")]
+    led = [r for r in ledger_mod.read(tmp / "run" / "ledger").to_pylist() if r["step"].startswith("mates:")]
     by_round = {}
     for r in led:
         by_round.setdefault(r["step"], []).append(r)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 
 from tests.curation.card.conftest import card_recipe
+from curation import ledger as ledger_mod
 
 
 def _dropped_id(out, dataset, step):
-    led = pq.read_table(out / "ledger.parquet").to_pylist()
+    led = ledger_mod.read(out / "ledger").to_pylist()
     return next(r for r in led if r["dataset"] == dataset and r["step"] == step and r["decision"] == "drop")
 
 

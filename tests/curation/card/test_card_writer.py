@@ -4,9 +4,11 @@ card.json facts that agree with the ledger, plots, examples, and clear errors fo
 from __future__ import annotations
 
 import json
+import shutil
 
 import pyarrow.parquet as pq
 import yaml
+from curation import ledger as ledger_mod
 
 
 def _front_matter(readme: str) -> dict:
@@ -38,7 +40,7 @@ def test_curate_writes_card_with_datasheet_sections(curated_run):
 def test_card_json_agrees_with_ledger_and_run_files(curated_run):
     _, out, _ = curated_run
     facts = json.loads((out / "card" / "card.json").read_text())
-    ledger = pq.read_table(out / "ledger.parquet").to_pylist()
+    ledger = ledger_mod.read(out / "ledger").to_pylist()
     curation = json.loads((out / "curation.json").read_text())
     # composition counts are the stage datasets' rows
     for mix in ("sft", "notes_mix"):
@@ -121,14 +123,18 @@ def test_card_command_from_recipe_and_card_dir(curated_run, cli, tmp_path):
 
 def test_missing_or_corrupt_ledger_is_a_clear_error(curated_run, cli):
     _, out, _ = curated_run
-    (out / "ledger.parquet").write_bytes(b"not parquet at all")
+    part = sorted((out / "ledger").glob("*.parquet"))[0]
+    part.write_bytes(b"not parquet at all")
     for args in (("card", out), ("audit", out, "abc")):
         res = cli(*args)
         assert res.exit_code == 1
-        assert "ledger.parquet (unreadable" in res.output and "Traceback" not in res.output
-    (out / "ledger.parquet").unlink()
+        assert f"ledger/{part.name} (changed after the commit" in res.output and "Traceback" not in res.output
+    (out / "ledger" / "index.json").write_text("{not json")
     res = cli("card", out)
-    assert res.exit_code == 1 and "ledger.parquet (missing)" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 1 and "ledger/index.json (changed after the commit" in res.output and "Traceback" not in res.output
+    shutil.rmtree(out / "ledger")
+    res = cli("card", out)
+    assert res.exit_code == 1 and "ledger/index.json (missing)" in res.output and "Traceback" not in res.output
 
 
 def test_not_a_run_dir_is_a_clear_error(tmp_path, cli):

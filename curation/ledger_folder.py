@@ -1,0 +1,193 @@
+"""The run ledger as a partitioned Parquet folder: one part per step, each part split by id bucket.
+
+Why a folder (issue 16, item 4): a single ``ledger.parquet`` has one writer and every reader scans all
+of it. ``benchmarks/ledger_lookup.py --rows 1000000`` measured the look-up of one id (what ``recipe
+audit`` does): 0.455 s in the single file, 0.513 s in one part per step and shard (the parts do not
+help a look-up by id), 0.061 s when the records are split by ``crc32(base id) mod 64`` (7.4x). So the
+folder has both cuts: a *part* per ledger part the runner writes (the load's quarantine, each
+mixture draw, each step's decisions, stage records), which the card reads alone when it needs one
+step; and inside each part one file per *bucket* of the row id, so a look-up opens one file per part.
+A distributed writer adds parts (one per shard and step) without touching the others.
+
+Layout (``ledger/``)::
+
+    index.json                  # format, buckets, the run stamp, and per part: its (dataset, step)
+                                # pairs, record count and files with their sizes
+    00000-000.parquet           # part 0, bucket 0: ledger.SCHEMA plus ``record`` (int64, the
+    00000-001.parquet           #   record's place in its part), zstd, stamped like every run file
+    ...
+
+``bucket = crc32(utf-8 of the base row id) mod buckets`` (the id without its ``#k`` upsampling suffix,
+so a row and its copies share a bucket); ``buckets`` is a power of two sized so that a bucket of one
+part holds about :data:`RECORDS_PER_BUCKET` records (1 for small runs: one file per part). Reading
+the whole ledger (:func:`read`) concatenates the parts in index order, each in ``record`` order: the
+same table, record for record, as the single file held (the content fingerprint test reads it).
+
+The folder is written beside its final place and swapped in (``files.swap_folder``): a reader sees the
+old folder, none, or the new one, never a mix; ``run.json`` commits ``ledger/index.json``, and
+:func:`problems` checks every file the index lists (present, its size) for ``run_commit.check``.
+Generic tools read it too: ``pyarrow.dataset.dataset("ledger/", format="parquet")`` (or DuckDB's
+``read_parquet('ledger/*.parquet')``) gives every record, ``record`` restoring the order per part.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+INDEX = "index.json"
+FORMAT = 1
+RECORDS_PER_BUCKET = 64 * 1024  # a bucket file of one part: ~0.5 MB of zstd records at 1M rows
+MAX_BUCKETS = 256
+ORDER = "record"
+
+
+class FolderError(Exception):
+    pass
+
+
+def bucket_count(total_records: int, parts: int) -> int:
+    """A power of two, so that one part's bucket holds about RECORDS_PER_BUCKET records."""
+    per_part = total_records / max(parts, 1)
+    want = max(1, int(np.ceil(per_part / RECORDS_PER_BUCKET)))
+    return min(MAX_BUCKETS, 1 << (want - 1).bit_length())
+
+
+def bucket_of(row_id: str, buckets: int) -> int:
+    return zlib.crc32(row_id.split("#", 1)[0].encode()) % buckets if buckets > 1 else 0
+
+
+def buckets_of(row_ids: pa.ChunkedArray | pa.Array, buckets: int) -> np.ndarray:
+    """The bucket of every record: crc32 of each distinct base id once (a part's ids repeat only as
+    ``#k`` copies, so this is one crc32 per row)."""
+    n = len(row_ids)
+    if buckets == 1 or n == 0:
+        return np.zeros(n, dtype=np.int64)
+    crc = zlib.crc32
+    return np.fromiter((crc(i.split("#", 1)[0].encode()) for i in row_ids.to_pylist()), dtype=np.int64, count=n) % buckets
+
+
+def _num_rows(part) -> int:
+    return pq.ParquetFile(part).metadata.num_rows if isinstance(part, (str, Path)) else part.num_rows
+
+
+def write_folder(parts: list, folder: Path, schema: pa.Schema, conform) -> dict:
+    """Write ``parts`` (Arrow tables, or Parquet files read one at a time) into ``folder`` (a fresh,
+    empty temp folder) and its index; returns the index. ``conform`` gives a part the ledger schema."""
+    counts = [_num_rows(p) for p in parts]
+    buckets = bucket_count(sum(counts), sum(1 for c in counts if c))
+    out_schema = schema.append(pa.field(ORDER, pa.int64()))
+    index = {"format": FORMAT, "buckets": buckets, "bucket": "crc32(utf-8 base row id) mod buckets",
+             "records": 0, "parts": []}
+    folder.mkdir(parents=True, exist_ok=True)
+    for part, n in zip(parts, counts):
+        if not n:
+            continue
+        table = pq.read_table(part) if isinstance(part, (str, Path)) else part
+        table = conform(table.replace_schema_metadata(None))
+        k = len(index["parts"])
+        name = f"{k:05d}"
+        table = table.append_column(ORDER, pa.array(np.arange(n, dtype=np.int64))).cast(out_schema)
+        b = buckets_of(table.column("row_id"), buckets)
+        order = np.argsort(b, kind="stable")
+        if buckets > 1:
+            table = table.take(pa.array(order))
+        sizes = np.bincount(b, minlength=buckets)
+        pairs = table.select(["dataset", "step"]).group_by(["dataset", "step"]).aggregate([]).to_pylist()
+        files, start = {}, 0
+        for bucket, size in enumerate(sizes.tolist()):
+            if size:
+                fname = f"{name}-{bucket:03d}.parquet"
+                pq.write_table(table.slice(start, size), folder / fname, compression="zstd", row_group_size=128 * 1024)
+                files[fname] = (folder / fname).stat().st_size
+                start += size
+        index["parts"].append({"name": name, "records": n, "pairs": sorted([p["dataset"], p["step"]] for p in pairs),
+                               "files": files})
+        index["records"] += n
+    for key, value in (schema.metadata or {}).items():  # the run stamp, readable without a Parquet footer
+        index.setdefault("stamp", {})[key.decode()] = json.loads(value)
+    (folder / INDEX).write_text(json.dumps(index, indent=1))
+    return index
+
+
+def read_index(folder: Path) -> dict:
+    path = Path(folder) / INDEX
+    if not path.is_file():
+        raise FolderError(f"the ledger folder {folder} has no {INDEX} (an unfinished write)")
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FolderError(f"{path} is unreadable ({exc})") from None
+    if index.get("format") != FORMAT or not isinstance(index.get("parts"), list):
+        raise FolderError(f"{path} is not a ledger index of format {FORMAT}")
+    return index
+
+
+def problems(folder: Path, curation_id: str | None) -> list[str]:
+    """What disagrees in a committed ledger folder: its index's run, a listed file missing or resized."""
+    try:
+        index = read_index(folder)
+    except FolderError as exc:
+        return [str(exc)]
+    bad = []
+    got = ((index.get("stamp") or {}).get("recipe_kit.run") or {}).get("curation_id")
+    if curation_id is not None and got != curation_id:
+        bad.append(f"{Path(folder).name}/{INDEX} (from curation {got}, not {curation_id})")
+    for part in index["parts"]:
+        for fname, size in part["files"].items():
+            path = Path(folder) / fname
+            if not path.is_file():
+                bad.append(f"{Path(folder).name}/{fname} (missing)")
+            elif path.stat().st_size != size:
+                bad.append(f"{Path(folder).name}/{fname} (changed after the commit: {path.stat().st_size} bytes, committed {size})")
+    return bad
+
+
+def _read_files(folder: Path, names: list[str], columns, filter) -> pa.Table | None:
+    tables = []
+    for fname in names:
+        try:
+            tables.append(pq.read_table(Path(folder) / fname, columns=columns, filters=filter))
+        except Exception as exc:  # noqa: BLE001 - a damaged part: the reader's message
+            raise FolderError(f"{Path(folder) / fname} is unreadable ({str(exc).splitlines()[0]})") from None
+    return pa.concat_tables(tables) if tables else None
+
+
+def read(folder: Path, columns: list[str] | None = None, pairs=None, buckets_wanted=None, filter=None) -> list[pa.Table]:
+    """The parts' records in ledger order (one table per part read): all parts, or those holding one of
+    ``pairs`` ((dataset, step or None)); all buckets, or ``buckets_wanted``; rows matching ``filter``."""
+    index = read_index(folder)
+    cols = None if columns is None else list(dict.fromkeys([*columns, ORDER]))
+    out = []
+    for part in index["parts"]:
+        if pairs is not None and not any(d == pd and (s is None or s == ps) for d, s in pairs for pd, ps in part["pairs"]):
+            continue
+        names = [f for f in part["files"] if buckets_wanted is None or int(f.rsplit("-", 1)[1].split(".")[0]) in buckets_wanted]
+        table = _read_files(folder, names, cols, filter)
+        if table is None or not table.num_rows:
+            continue
+        table = table.take(pc.sort_indices(table.column(ORDER)))
+        out.append(table.drop_columns([ORDER]) if columns is None or ORDER not in columns else table)
+    return out
+
+
+def records_of(folder: Path, ids: list[str], columns: list[str] | None = None) -> list[pa.Table]:
+    """Every record of ``ids`` and of their ``#k`` copies, opening only their buckets' files."""
+    buckets = read_index(folder)["buckets"]
+    return read(folder, columns, buckets_wanted={bucket_of(i, buckets) for i in ids}, filter=id_filter(ids))
+
+
+def id_filter(ids: list[str]) -> pc.Expression:
+    """Records of ``ids`` or of their upsampled copies ``<id>#k``."""
+    rid = pc.field("row_id")
+    expr = None
+    for i in ids:
+        e = (rid == i) | pc.starts_with(rid, pattern=i + "#")
+        expr = e if expr is None else expr | e
+    return expr

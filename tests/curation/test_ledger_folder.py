@@ -1,0 +1,119 @@
+"""The run ledger's partitioned folder (curation.ledger_folder): parts by step, files by id bucket,
+read back record for record; look-ups open only their buckets; the commit check and the swap."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from curation import ledger, ledger_folder, run_commit
+from curation.files import WriteError
+from tests.curation.card.conftest import card_recipe
+
+STAMP = {"recipe_hash": "r1", "curation_id": "c1"}
+
+
+def _parts(n: int = 3000) -> list[pa.Table]:
+    rng = np.random.default_rng(0)
+    ids = [f"src@{i:05d}" for i in range(n)] + [f"src@{i:05d}#1" for i in range(0, n, 7)]  # upsampled copies
+    parts = [ledger.records_table("mix", "mixture", 0, ids, ["src"] * len(ids), np.ones(len(ids), bool))]
+    for k, step in enumerate(["0:length", "1:repetition"], start=1):
+        keep = rng.random(len(ids)) > 0.1
+        parts.append(ledger.records_table("mix", step, k, ids, ["src"] * len(ids), keep, score=rng.random(len(ids)),
+                                          reason=np.where(keep, None, f"{step}_reason:x").tolist(),
+                                          position=np.where(keep, np.cumsum(keep) - 1, -1)))
+    return parts
+
+
+@pytest.fixture
+def small_buckets(monkeypatch):
+    monkeypatch.setattr(ledger_folder, "RECORDS_PER_BUCKET", 256)  # 3.4k records a part -> 16 buckets
+
+
+def test_folder_reads_back_every_record_in_order(tmp_path, small_buckets):
+    parts = _parts()
+    ledger.write(parts, tmp_path / "ledger", STAMP)
+    index = ledger_folder.read_index(tmp_path / "ledger")
+    assert index["buckets"] == 16 and index["records"] == sum(p.num_rows for p in parts)
+    assert [p["pairs"] for p in index["parts"]] == [[["mix", "mixture"]], [["mix", "0:length"]], [["mix", "1:repetition"]]]
+    want = pa.concat_tables(parts)
+    got = ledger.read(tmp_path / "ledger")
+    assert got.schema.names == ledger.SCHEMA.names and got.to_pylist() == want.to_pylist()
+    # every file holds only its bucket's ids, and carries the run stamp
+    for part in index["parts"]:
+        for fname in part["files"]:
+            rows = ledger.read(tmp_path / "ledger" / fname)  # one file reads as a plain ledger file
+            b = int(fname.rsplit("-", 1)[1].split(".")[0])
+            assert {ledger_folder.bucket_of(i, 16) for i in rows.column("row_id").to_pylist()} == {b}
+            assert run_commit.parquet_stamp(tmp_path / "ledger" / fname)["curation_id"] == "c1"
+    assert ledger.num_records(tmp_path / "ledger") == want.num_rows
+
+
+def test_lookups_open_only_what_they_need_and_agree_with_a_filter(tmp_path, small_buckets, monkeypatch):
+    parts = _parts()
+    ledger.write(parts, tmp_path / "ledger", STAMP)
+    whole = pa.concat_tables(parts)
+    opened = []
+    real = ledger_folder._read_files
+    monkeypatch.setattr(ledger_folder, "_read_files", lambda f, names, *a: opened.extend(names) or real(f, names, *a))
+    got = ledger.records_of(tmp_path / "ledger", ["src@00014"])
+    mask = pc.or_(pc.equal(whole.column("row_id"), "src@00014"), pc.equal(whole.column("row_id"), "src@00014#1"))
+    assert got.to_pylist() == whole.filter(mask).to_pylist() and got.num_rows == 6  # the row and its copy, 3 steps
+    assert len(opened) == 3  # one bucket file per part, of 48
+    opened.clear()
+    step = ledger.read_step(tmp_path / "ledger", "mix", "0:length", ["row_id", "decision"])
+    want = whole.filter(pc.equal(whole.column("step"), "0:length")).select(["row_id", "decision"])
+    assert step.to_pylist() == want.to_pylist() and {n[:5] for n in opened} == {"00001"}
+    dropped = ledger.read(tmp_path / "ledger", where=pc.field("decision") != "keep")
+    assert dropped.to_pylist() == whole.filter(pc.not_equal(whole.column("decision"), "keep")).to_pylist()
+
+
+def test_commit_check_names_a_missing_or_changed_part(tmp_path, small_buckets):
+    ledger.write(_parts(), tmp_path / "ledger", STAMP)
+    assert ledger_folder.problems(tmp_path / "ledger", "c1") == []
+    assert "from curation c1, not c2" in ledger_folder.problems(tmp_path / "ledger", "c2")[0]
+    files = sorted((tmp_path / "ledger").glob("*.parquet"))
+    files[0].unlink()
+    with files[1].open("ab") as f:
+        f.write(b"x")
+    bad = ledger_folder.problems(tmp_path / "ledger", "c1")
+    assert f"ledger/{files[0].name} (missing)" in bad and any(f"ledger/{files[1].name} (changed" in b for b in bad)
+
+
+def test_a_failed_write_leaves_the_previous_folder_whole(tmp_path, small_buckets, monkeypatch):
+    parts = _parts(500)
+    ledger.write(parts, tmp_path / "ledger", STAMP)
+    before = ledger.read(tmp_path / "ledger").to_pylist()
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ledger_folder.pq, "write_table", boom)
+    with pytest.raises(WriteError, match="nothing was half-written"):
+        ledger.write(_parts(800), tmp_path / "ledger", STAMP)
+    assert ledger.read(tmp_path / "ledger").to_pylist() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger"]  # no temp or old folder left
+
+
+def test_a_run_with_many_buckets_audits_and_cards_like_one_with_one(tmp_path, write_recipe, cli, monkeypatch):
+    path = write_recipe(card_recipe(tmp_path))
+    res = cli("curate", path, "--out", tmp_path / "one")
+    assert res.exit_code == 0, res.output
+    monkeypatch.setattr(ledger_folder, "RECORDS_PER_BUCKET", 8)
+    res = cli("curate", path, "--out", tmp_path / "many")
+    assert res.exit_code == 0, res.output
+    buckets = [ledger_folder.read_index(tmp_path / r / "ledger")["buckets"] for r in ("one", "many")]
+    assert buckets[0] == 1 and buckets[1] > 1
+    assert ledger.read(tmp_path / "one" / "ledger").to_pylist() == ledger.read(tmp_path / "many" / "ledger").to_pylist()
+    assert json.loads((tmp_path / "one" / "run.json").read_text())["files"]["ledger/index.json"] > 0
+    led = ledger.read(tmp_path / "one" / "ledger")
+    row = led.filter(pc.equal(led.column("decision"), "drop")).column("row_id")[0].as_py()
+    outputs = [cli("audit", tmp_path / r, row).output for r in ("one", "many")]
+    assert row in outputs[0] and outputs[0].replace("/one", "/many") == outputs[1]
+    cards = [json.loads((tmp_path / r / "card" / "card.json").read_text()) for r in ("one", "many")]
+    for key in ("mixtures", "examples", "composition", "contamination"):
+        assert json.dumps(cards[0][key]).replace("/one", "/many") == json.dumps(cards[1][key]), key

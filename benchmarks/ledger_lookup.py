@@ -9,7 +9,13 @@ reason), written by :mod:`curation.ledger`'s writer settings (zstd, 128k-row gro
 * ``by_step_and_shard`` -- a folder, one part per step and 50k-row shard (what a distributed
   writer produces without thought);
 * ``by_id_bucket`` -- a folder partitioned by ``bucket = crc32(base id) mod 64`` (hive style), so
-  a look-up of one id names its bucket and reads 1/64 of the ledger.
+  a look-up of one id names its bucket and reads 1/64 of the ledger;
+* ``ledger_folder`` -- what ``recipe curate`` now writes (:mod:`curation.ledger_folder`): a part per
+  step, each split by id bucket, written by ``curation.ledger.write`` and read by
+  ``ledger.records_of`` (the look-up ``recipe audit`` makes) and ``ledger.read_step`` (the card's).
+
+For the two layouts recipe-kit has written (``single_file``, ``ledger_folder``), also the write
+seconds and the read of one step's records (what the card's score summary and plots read).
 
 For each: bytes on disk, and the look-up of 20 random ids (each with its ``#k`` copies, the filter
 ``recipe audit`` uses) through ``pyarrow.dataset`` with that filter: median seconds.
@@ -40,6 +46,7 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from curation import ledger  # noqa: E402
 from curation.ledger import ROW_GROUP_ROWS, records_table  # noqa: E402
 
 STEPS = ["mixture", "0:exact_dedup", "1:length", "2:repetition", "3:garbage"]
@@ -67,11 +74,11 @@ def _bucket(ids: pa.Array) -> np.ndarray:
 
 
 def write_layouts(parts: list[pa.Table], folder: Path) -> dict[str, Path]:
-    out = {}
+    out, writes = {}, {}
     path = folder / "single_file.parquet"
-    with pq.ParquetWriter(path, parts[0].schema, compression="zstd") as w:
-        for t in parts:
-            w.write_table(t, row_group_size=ROW_GROUP_ROWS)
+    t0 = time.perf_counter()
+    ledger.write(parts, path)
+    writes["single_file"] = time.perf_counter() - t0
     out["single_file"] = path
     path = folder / "single_file_bloom.parquet"
     with pq.ParquetWriter(path, parts[0].schema, compression="zstd",
@@ -93,7 +100,10 @@ def write_layouts(parts: list[pa.Table], folder: Path) -> dict[str, Path]:
                        file_options=pads.ParquetFileFormat().make_write_options(compression="zstd"),
                        max_rows_per_group=ROW_GROUP_ROWS, existing_data_behavior="overwrite_or_ignore")
     out["by_id_bucket"] = d
-    return out
+    t0 = time.perf_counter()
+    out["ledger_folder"] = ledger.write(parts, folder / "ledger", {"recipe_hash": "r", "curation_id": "c"})
+    writes["ledger_folder"] = time.perf_counter() - t0
+    return out, writes
 
 
 def lookup(layout: str, path: Path, row_id: str) -> int:
@@ -102,6 +112,8 @@ def lookup(layout: str, path: Path, row_id: str) -> int:
     if layout == "by_id_bucket":
         ds = pads.dataset(path, format="parquet", partitioning="hive")
         expr = (pads.field("bucket") == zlib.crc32(row_id.encode()) % BUCKETS) & expr
+    elif layout == "ledger_folder":
+        return ledger.records_of(path, [row_id]).num_rows
     else:
         ds = pads.dataset(path, format="parquet")
     return ds.to_table(filter=expr).num_rows
@@ -124,7 +136,7 @@ def main() -> None:
                "records": sum(t.num_rows for t in parts), "layouts": {}}
     tmp = Path(tempfile.mkdtemp())
     try:
-        layouts = write_layouts(parts, tmp)
+        layouts, writes = write_layouts(parts, tmp)
         for name, path in layouts.items():
             lookup(name, path, targets[0])  # warm the page cache: every layout read from memory alike
             times, found = [], []
@@ -135,6 +147,14 @@ def main() -> None:
             assert all(f == len(STEPS) for f in found), (name, found)
             results["layouts"][name] = {"mb": round(size_bytes(path) / 1e6, 1), "lookup_median_s": round(statistics.median(times), 4),
                                         "lookup_max_s": round(max(times), 4)}
+            if name in writes:
+                reads = []
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    n = ledger.read_step(path, "mix", STEPS[2], ["row_id", "score", "decision"]).num_rows
+                    reads.append(time.perf_counter() - t0)
+                results["layouts"][name].update(write_s=round(writes[name], 2), read_one_step_s=round(statistics.median(reads), 3))
+                assert n == args.rows
             print(name, results["layouts"][name], flush=True)
     finally:
         shutil.rmtree(tmp)
@@ -145,9 +165,11 @@ def main() -> None:
     (out / "ledger_lookup.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [f"# Ledger layouts for `recipe audit` of one id\n\n`{results['command']}`: {results['records']:,} records "
              f"({len(STEPS)} per row), zstd, 128k-row groups, {args.lookups} look-ups of random ids (with their `#k` "
-             "copies), warm page cache.\n", "| layout | MB | median look-up s | max s | speed-up |", "|---|---:|---:|---:|---:|"]
+             "copies), warm page cache. Write and one-step read (median of 3): the layouts recipe-kit writes.\n",
+             "| layout | MB | median look-up s | max s | speed-up | write s | read one step s |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name, v in results["layouts"].items():
-        lines.append(f"| {name} | {v['mb']} | {v['lookup_median_s']} | {v['lookup_max_s']} | {v['speedup_vs_single_file']} |")
+        lines.append(f"| {name} | {v['mb']} | {v['lookup_median_s']} | {v['lookup_max_s']} | {v['speedup_vs_single_file']} "
+                     f"| {v.get('write_s', '-')} | {v.get('read_one_step_s', '-')} |")
     (out / "ledger_lookup.md").write_text("\n".join(lines) + "\n")
 
 

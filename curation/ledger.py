@@ -222,12 +222,15 @@ def read(path: Path, columns: list[str] | None = None, where: pc.Expression | No
     return table if missing else conform(table)  # the caller names missing required columns
 
 
-def read_step(path: Path, dataset: str, step: str | None = None, columns: list[str] | None = None) -> pa.Table:
-    """The records of one dataset (and one of its steps), in order: only those parts of a folder."""
+def read_step(path: Path, dataset: str, step: str | None = None, columns: list[str] | None = None,
+              where: pc.Expression | None = None) -> pa.Table:
+    """The records of one dataset (and one of its steps; those matching ``where``), in order: only
+    those parts of a folder."""
     path = Path(path)
     read_schema(path)
-    ds, st = pc.field("dataset") == dataset, (pc.field("step") == step) if step is not None else None
-    expr = ds if st is None else ds & st
+    expr = pc.field("dataset") == dataset
+    for extra in ((pc.field("step") == step) if step is not None else None, where):
+        expr = expr if extra is None else expr & extra
     try:
         if path.is_dir():
             return _joined(ledger_folder.read(path, columns, pairs=[(dataset, step)], filter=expr), columns)

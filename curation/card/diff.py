@@ -41,8 +41,7 @@ def changed_keys(a: dict, b: dict) -> list[dict]:
 
 def _drop_cause(run: RunFiles, mixture: str) -> dict[str, str]:
     """row id -> "step: reason_code" where this run's ledger removed it from ``mixture``."""
-    led = run.ledger_of(mixture, columns=["row_id", "step", "decision", "reason_code"])
-    part = led.filter(pc.not_equal(led.column("decision"), "keep"))
+    part = run.ledger_of(mixture, columns=["row_id", "step", "reason_code"], where=pc.field("decision") != "keep")
     return {rid: f"{step}: {code}" for rid, step, code in
             zip(*(part.column(c).to_pylist() for c in ("row_id", "step", "reason_code")))}
 

@@ -44,8 +44,7 @@ def examples(run: RunFiles, n: int = 3) -> dict:
     wanted: list[str] = []
     for mix in run.mixtures:
         kept = run.dataset(mix, ["id"]).column("id").slice(0, n).to_pylist() if run.dataset_path(mix).is_file() else []
-        led = run.ledger_of(mix)
-        drops = led.filter(pc.equal(led.column("decision"), "drop"))
+        drops = run.ledger_of(mix, columns=["step", "row_id", "reason", "reason_code", "score"], where=pc.field("decision") == "drop")
         groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         for step, rid, reason, code, score in zip(*(drops.column(c).to_pylist() for c in
                                                     ("step", "row_id", "reason", "reason_code", "score"))):
@@ -61,12 +60,11 @@ def examples(run: RunFiles, n: int = 3) -> dict:
             row = rows.get(e["id"])
             e["text"] = display(row) if row else "(row text unavailable: the source cache entry is gone)"
     for src in run.curation.get("sources", {}):
-        _quarantined(run.ledger_of(f"source:{src}", "load"), out["quarantined"], n)
+        _quarantined(run.ledger_of(f"source:{src}", "load", where=pc.field("decision") == "quarantine"), out["quarantined"], n)
     return out
 
 
-def _quarantined(loads, out: dict, n: int) -> None:
-    quarantine = loads.filter(pc.equal(loads.column("decision"), "quarantine"))
+def _quarantined(quarantine, out: dict, n: int) -> None:
     for src, rid, code, reason, raw in zip(*(quarantine.column(c).to_pylist() for c in
                                             ("source", "row_id", "reason_code", "reason", "detail"))):
         bucket = out.setdefault(src, {}).setdefault(code, [])

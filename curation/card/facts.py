@@ -119,8 +119,7 @@ def _score_summary(run: RunFiles, mixture: str, step: str) -> dict | None:
 
 
 def _ledger_reasons(run: RunFiles, mixture: str, step: str) -> dict[str, int]:
-    led = run.ledger_of(mixture, step, ["decision", "reason_code"])
-    dropped = led.filter(pc.not_equal(led.column("decision"), "keep"))
+    dropped = run.ledger_of(mixture, step, ["reason_code"], where=pc.field("decision") != "keep")
     return {k: v for k, v in _counts(dropped.column("reason_code").drop_null()).items() if k}
 
 

@@ -116,16 +116,10 @@ class RunFiles:
                                          "re-run `recipe curate` to rebuild it")
         return table
 
-    def ledger_of(self, dataset: str, step: str | None = None, columns: list[str] | None = None) -> pa.Table:
-        """One dataset's (or one of its steps') records, in order: only those parts of the ledger folder."""
-        if "ledger" in self.__dict__:  # already read whole
-            led = self.ledger
-            mask = pc.equal(led.column("dataset"), dataset)
-            if step is not None:
-                mask = pc.and_(mask, pc.equal(led.column("step"), step))
-            part = led.filter(mask)
-            return part if columns is None else part.select(columns)
-        return ledger_mod.read_step(self.ledger_path, dataset, step, columns)
+    def ledger_of(self, dataset: str, step: str | None = None, columns: list[str] | None = None, where=None) -> pa.Table:
+        """One dataset's (or one of its steps') records, those matching the ``pyarrow.dataset`` expression
+        ``where``, in order: only those parts of the ledger folder."""
+        return ledger_mod.read_step(self.ledger_path, dataset, step, columns, where)
 
     def records_of(self, ids: list[str]) -> pa.Table:
         """Every record of ``ids`` and of their ``#k`` copies: only their buckets' files (``recipe audit``)."""

@@ -144,7 +144,7 @@ def write(tables: list, path: Path, stamp: dict | None = None) -> Path:
             ledger_folder.write_folder(tables, tmp, schema, lambda t: conform(t).cast(SCHEMA))
         return path
     with atomic_path(path) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as writer:
             for part in tables:
                 table = pq.read_table(part) if isinstance(part, (str, Path)) else part
                 table = conform(table.replace_schema_metadata(None)).cast(SCHEMA).replace_schema_metadata(schema.metadata)
@@ -154,12 +154,17 @@ def write(tables: list, path: Path, stamp: dict | None = None) -> Path:
 
 
 ROW_GROUP_ROWS = 128 * 1024  # rows per Parquet row group: big enough to compress well, small enough to
-# read one group per audit look-up; zstd (level 3, Arrow's default) everywhere
+# read one group per audit look-up
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1}
+# zstd level 1, not Arrow's default 3: on 1M rows of text (229 MB in Arrow) it writes in 0.97 s
+# against 1.70 s, reads as fast, and is 17% bigger (85.8 MB against 72.7 MB). Curation writes every
+# row two or three times (the source cache, the mixture, the stage dataset), so the write is what a
+# run waits on.
 
 
 def write_parquet(table: pa.Table, path) -> None:
-    """Every Parquet file curation writes (rows, decisions, the ledger): zstd, 128k-row row groups."""
-    pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    """Every Parquet file curation writes (rows, decisions, the ledger): zstd level 1, 128k-row row groups."""
+    pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
 
 
 def location(out: Path) -> Path:

@@ -15,11 +15,11 @@ Layout (``ledger/``)::
     index.json                  # format, buckets, the run stamp, and per part: its (dataset, step)
                                 # pairs, record count and files with their sizes
     00000-000.parquet           # part 0, bucket 0: ledger.SCHEMA plus ``record`` (int64, the
-    00000-001.parquet           #   record's place in its part), zstd, stamped like every run file
+    00000-001.parquet           #   record's place in its part), zstd level 1, stamped like every run file
     ...
 
 ``bucket = h(base row id) mod buckets``, ``h`` a 64-bit polynomial hash of the id's UTF-8 bytes
-finished by MurmurHash3's ``fmix64`` (:func:`_hash_chunk`; vectorised in numpy over the Arrow
+finished by MurmurHash3's ``fmix64`` (:func:`curation.hash64.hash64`, vectorised over the Arrow
 buffers), of the id without its ``#k``
 upsampling suffix, so a row and its copies share a bucket; ``buckets`` is a power of two sized so that a bucket of one
 part holds about :data:`RECORDS_PER_BUCKET` records (1 for small runs: one file per part). Reading
@@ -45,6 +45,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curation.hash64 import CHUNK, hash64
+
 INDEX = "index.json"
 FORMAT = 1
 RECORDS_PER_BUCKET = 64 * 1024  # a bucket file of one part: ~0.5 MB of zstd records at 1M rows
@@ -63,46 +65,8 @@ def bucket_count(total_records: int, parts: int) -> int:
     return min(MAX_BUCKETS, 1 << (want - 1).bit_length())
 
 
-_P = np.uint64(0x100000001B3)  # the FNV-1 64-bit prime, here the base of a polynomial hash
-_CHUNK = 1 << 16  # ids hashed at a time: the per-byte arrays of one chunk (a few MB) exist at once
-
-
-def _fmix64(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finaliser: every input bit moves every output bit."""
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xFF51AFD7ED558CCD)
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xC4CEB9FE1A85EC53)
-    return h ^ (h >> np.uint64(33))
-
-
-def _hash_chunk(ids: pa.Array) -> np.ndarray:
-    """``fmix64(sum(byte_i * P**(i+1)) + len) mod 2**64`` of each string's UTF-8 bytes, vectorised over
-    the Arrow buffers (no Python string per id). Ids of one length (the runner's 16-hex content
-    hashes) are a reshape of the data buffer; others a gather of each byte's power."""
-    wide = pa.types.is_large_string(ids.type)
-    n = len(ids)
-    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64 if wide else np.int32)[ids.offset: ids.offset + n + 1].astype(np.int64)
-    starts, lengths = offsets[:-1] - offsets[0], np.diff(offsets)
-    out = np.zeros(n, dtype=np.uint64)
-    total = int(offsets[-1] - offsets[0])
-    if total:
-        data = np.frombuffer(ids.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]]
-        powers = np.cumprod(np.full(int(lengths.max()), _P, dtype=np.uint64))  # P**1 .. P**max, wrapping
-        with np.errstate(over="ignore"):
-            if lengths.min() == lengths.max():
-                out = (data.reshape(n, -1).astype(np.uint64) * powers).sum(axis=1, dtype=np.uint64)
-            else:
-                pos = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
-                terms = data.astype(np.uint64) * powers[pos]
-                full = lengths > 0
-                out[full] = np.add.reduceat(terms, starts[full])
-    with np.errstate(over="ignore"):
-        return _fmix64(out + lengths.astype(np.uint64))
-
-
 def buckets_of(row_ids, buckets: int) -> np.ndarray:
-    """The bucket of every id: :func:`_hash_chunk` of its base id (the part before a ``#k``
+    """The bucket of every id: :func:`hash64` of its base id (the part before a ``#k``
     upsampling suffix, cut by an Arrow kernel) mod ``buckets``."""
     row_ids = pa.chunked_array([row_ids]) if isinstance(row_ids, pa.Array) else row_ids
     n = len(row_ids)
@@ -110,11 +74,11 @@ def buckets_of(row_ids, buckets: int) -> np.ndarray:
         return np.zeros(n, dtype=np.int64)
     out = np.empty(n, dtype=np.int64)
     ids = row_ids.combine_chunks()
-    for start in range(0, n, _CHUNK):
-        chunk = ids.slice(start, _CHUNK)
+    for start in range(0, n, CHUNK):
+        chunk = ids.slice(start, CHUNK)
         if pc.any(pc.match_substring(chunk, "#")).as_py():
             chunk = pc.replace_substring_regex(chunk, "#.*", "", max_replacements=1)
-        out[start: start + len(chunk)] = (_hash_chunk(chunk) % np.uint64(buckets)).astype(np.int64)
+        out[start: start + len(chunk)] = (hash64(chunk) % np.uint64(buckets)).astype(np.int64)
     return out
 
 
@@ -138,6 +102,8 @@ def write_folder(parts: list, folder: Path, schema: pa.Schema, conform) -> dict:
     for part, n in zip(parts, counts):
         if not n:
             continue
+        from curation.ledger import write_parquet
+
         table = pq.read_table(part) if isinstance(part, (str, Path)) else part
         table = conform(table.replace_schema_metadata(None))
         k = len(index["parts"])
@@ -154,7 +120,7 @@ def write_folder(parts: list, folder: Path, schema: pa.Schema, conform) -> dict:
 
         def _write(job, table=table):
             fname, start, size = job
-            pq.write_table(table.slice(start, size), folder / fname, compression="zstd", row_group_size=128 * 1024)
+            write_parquet(table.slice(start, size), folder / fname)
             return fname, (folder / fname).stat().st_size
 
         with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:  # Arrow writes without the GIL

@@ -178,11 +178,14 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 def dataset_of(table: pa.Table) -> datasets.Dataset:
     """A ``datasets.Dataset`` over an Arrow table of canonical rows, without copying it."""
+    from datasets.fingerprint import generate_random_fingerprint
     from datasets.table import InMemoryTable
 
     if table.schema.metadata != ARROW_SCHEMA.metadata and table.schema.remove_metadata() == ARROW_SCHEMA.remove_metadata():
         table = table.replace_schema_metadata(ARROW_SCHEMA.metadata)
-    return datasets.Dataset(InMemoryTable(table))
+    # a fingerprint given, not computed: datasets would otherwise hash the whole table through dill
+    # (4.3 s of a 1M-row curation); an in-memory table has no cache file for it to name
+    return datasets.Dataset(InMemoryTable(table), fingerprint=generate_random_fingerprint())
 
 
 def rows_to_dataset(rows: Iterable[dict[str, Any]]) -> datasets.Dataset:

@@ -1,0 +1,56 @@
+"""A 64-bit hash of every string of an Arrow array, vectorised in numpy over its buffers.
+
+Why our own code: neither pyarrow nor numpy has a string hash kernel (pandas' ``hash_array`` walks
+Python objects), and per-row ``hashlib``/``zlib.crc32`` cost a Python call per string. Used where
+rows are grouped by a hash: the ledger folder's id buckets (``curation.ledger_folder``) and
+``exact_dedup``'s first pass (which then compares the texts themselves, so a collision cannot merge
+two rows). Measured on 1M 16-hex ids: 0.22 s, against 0.61 s for ``zlib.crc32`` per id.
+
+The hash is stable across runs, processes and machines (it is part of the ledger folder's layout):
+``fmix64(sum(b_i * P**(i+1) for i, b_i in enumerate(utf8)) + len) mod 2**64``, ``P`` the 64-bit FNV
+prime, ``fmix64`` MurmurHash3's finaliser.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+CHUNK = 1 << 16  # strings hashed at a time by callers: one chunk's per-byte arrays (a few MB) at once
+
+
+_P = np.uint64(0x100000001B3)  # the FNV-1 64-bit prime, here the base of a polynomial hash
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser: every input bit moves every output bit."""
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+def hash64(ids: pa.Array) -> np.ndarray:
+    """``fmix64(sum(byte_i * P**(i+1)) + len) mod 2**64`` of each string's UTF-8 bytes, vectorised over
+    the Arrow buffers (no Python string per id). Ids of one length (the runner's 16-hex content
+    hashes) are a reshape of the data buffer; others a gather of each byte's power."""
+    wide = pa.types.is_large_string(ids.type)
+    n = len(ids)
+    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64 if wide else np.int32)[ids.offset: ids.offset + n + 1].astype(np.int64)
+    starts, lengths = offsets[:-1] - offsets[0], np.diff(offsets)
+    out = np.zeros(n, dtype=np.uint64)
+    total = int(offsets[-1] - offsets[0])
+    if total:
+        data = np.frombuffer(ids.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]]
+        powers = np.cumprod(np.full(int(lengths.max()), _P, dtype=np.uint64))  # P**1 .. P**max, wrapping
+        with np.errstate(over="ignore"):
+            if lengths.min() == lengths.max():
+                out = (data.reshape(n, -1).astype(np.uint64) * powers).sum(axis=1, dtype=np.uint64)
+            else:
+                pos = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
+                terms = data.astype(np.uint64) * powers[pos]
+                full = lengths > 0
+                out[full] = np.add.reduceat(terms, starts[full])
+    with np.errstate(over="ignore"):
+        return _fmix64(out + lengths.astype(np.uint64))

@@ -1,0 +1,81 @@
+"""exact_dedup's hash pass (curation.hash64) then exact comparison: the same decisions as grouping
+the normalised texts themselves, even when every hash collides."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pyarrow as pa
+
+from curation import hash64 as hash64_mod
+from curation.rows import make_row, rows_to_dataset
+from curation.steps import exact_dedup
+from curation.steps.base import StepContext
+from curation.steps.exact_dedup import ExactDedup, normalise
+
+
+def _rows(n: int = 3000):
+    rng = random.Random(1)
+    words = ["a", "B", "café", "CAFÉ", "x y", "ﬁ", "fi", "\u00a0", "zz"]
+    texts = []
+    for i in range(n):
+        if texts and rng.random() < 0.2:
+            t = rng.choice(texts)
+            t = t.upper() if rng.random() < 0.3 else "  " + t.replace(" ", "\n ")  # the same once normalised
+        else:
+            t = " ".join(rng.choice(words) for _ in range(rng.randint(1, 6))) + f" {rng.randint(0, 400)}"
+        texts.append(t)
+    rows = [make_row("text", "s", text=t) for t in texts]
+    for k, r in enumerate(rows):
+        r["id"] = f"s@{k}"
+    return rows
+
+
+def _expected(rows):
+    seen, keep, reason = {}, [], []
+    for r in rows:
+        key = normalise(r["text"])
+        if key in seen:
+            keep.append(False)
+            reason.append(f"duplicate_of:{seen[key]}")
+        else:
+            seen[key] = r["id"]
+            keep.append(True)
+            reason.append(None)
+    return keep, reason, len(seen)
+
+
+def _decide(rows, **params):
+    step = ExactDedup(ExactDedup.Params(**params), StepContext(seed=0))
+    return step.decide(rows_to_dataset(rows))
+
+
+def test_hash_pass_matches_grouping_the_texts(monkeypatch):
+    rows = _rows()
+    keep, reason, distinct = _expected(rows)
+    monkeypatch.setattr(exact_dedup, "SLICE_ROWS", 257)  # many slices, one ragged
+    got = _decide(rows)
+    assert list(got.keep) == keep and list(got.reason) == reason and got.extras["unique_texts"] == distinct
+    assert 0 < sum(not k for k in keep) < len(rows)
+
+
+def test_colliding_hashes_never_merge_different_texts(monkeypatch):
+    rows = _rows(800)
+    keep, reason, distinct = _expected(rows)
+    monkeypatch.setattr(exact_dedup, "hash64", lambda arr: np.zeros(len(arr), dtype=np.uint64))  # every row collides
+    got = _decide(rows)
+    assert list(got.keep) == keep and list(got.reason) == reason and got.extras["unique_texts"] == distinct
+
+
+def test_hash64_is_stable_and_agrees_across_layouts():
+    strings = ["", "a", "ab", "é", "東京", "x" * 300, "a#1"]
+    plain, large = pa.array(strings, pa.string()), pa.array(strings, pa.large_string())
+    h = hash64_mod.hash64(plain)
+    assert (h == hash64_mod.hash64(large)).all() and len(set(h.tolist())) == len(strings)
+    sliced = pa.array(["zz"] + strings, pa.string()).slice(1)
+    assert (hash64_mod.hash64(sliced) == h).all()
+    same_length = pa.array(["ab", "cd", "ab"])  # the reshape path agrees with the gather path
+    assert hash64_mod.hash64(same_length)[0] == h[2] and hash64_mod.hash64(same_length)[2] == h[2]
+    # part of the ledger folder's layout: a change would misplace every written ledger's look-ups
+    assert int(hash64_mod.hash64(pa.array(["recipe-kit"]))[0]) == 12890421739373568508

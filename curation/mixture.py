@@ -125,9 +125,10 @@ def _token_copies(row_tokens: np.ndarray, target: int, rng: np.random.Generator)
 
 
 def mix(name: str, entries: dict[str, Any], sources: dict[str, Any], seed: int) -> MixtureResult:
-    """Draw each source's share (sources: Arrow tables or datasets); concatenate; shuffle with ``seed``."""
+    """Draw each source's share (sources: Arrow tables or datasets, or functions returning one, which
+    lets the sources' tables go before the shuffle copies the draws); concatenate; shuffle with ``seed``."""
     rng = np.random.default_rng(seed)
-    sources = {src: table_of(sources[src]) for src in entries}
+    sources = {src: table_of(sources[src]() if callable(sources[src]) else sources[src]) for src in entries}
     parts, table, ledger = [], [], {}
     shares = {src: Share.parse(v) for src, v in entries.items()}
     token_mode = any(s.mode == "tokens" for s in shares.values())
@@ -157,7 +158,8 @@ def mix(name: str, entries: dict[str, Any], sources: dict[str, Any], seed: int) 
             copies = np.zeros(n, dtype=int)
             copies[rng.choice(n, size=want, replace=False)] = 1
         index = np.repeat(np.arange(n), copies)
-        picked = ds.take(pa.array(index, pa.int64()))
+        # every row once, in order (a share of 1.0): the table itself, not a copy of it
+        picked = ds if len(index) == n and bool((copies == 1).all()) else ds.take(pa.array(index, pa.int64()))
         if share.mode in ("upsample", "tokens") and copies.max(initial=0) > 1:
             starts = np.repeat(np.cumsum(copies) - copies, copies)
             copy_no = np.arange(len(index)) - starts  # 0 for a row's first copy, k for its (k+1)-th
@@ -175,6 +177,8 @@ def mix(name: str, entries: dict[str, Any], sources: dict[str, Any], seed: int) 
                          repetitions=round(entry["observed_tokens"] / max(1, int(row_tokens[src].sum())), 3))
         table.append(entry)
     rows = pa.concat_tables(parts) if parts else None
+    del parts, picked, ds
+    sources.clear()  # only the draws (and the id columns the ledger keeps) stay alive for the shuffle's copy
     total_rows = sum(t["observed_rows"] for t in table) or 1
     total_tokens = sum(t["observed_tokens"] for t in table) or 1
     total_target = sum(t["target_rows"] for t in table) or 1

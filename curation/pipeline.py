@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -218,7 +219,7 @@ class Curation:
         else:
             say(self.console, node, "mixing")
             entries = self.recipe.mixtures[mix_name]
-            result = mix(mix_name, entries, {s: self.source_table(s) for s in entries}, self.recipe.seed)
+            result = mix(mix_name, entries, {s: partial(self.source_table, s) for s in entries}, self.recipe.seed)
             for t in result.table:
                 if t["mode"] == "count" and t["share"] == 1:
                     self.console.print(f"  [yellow]mixtures.{mix_name}.{t['source']} = 1 means ONE row; write 1.0 for all rows[/]")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 
 CHUNK = 1 << 16  # strings hashed at a time by callers: one chunk's per-byte arrays (a few MB) at once
 
@@ -31,7 +32,22 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(33))
 
 
+SLICE_BYTES = 1 << 22  # bytes hashed at once: the per-byte arrays (8 B each, a few of them) stay near 100 MB
+
+
 def hash64(ids: pa.Array) -> np.ndarray:
+    """The 64-bit hash of every string of ``ids`` (see the module docstring), a slice of at most
+    :data:`SLICE_BYTES` bytes at a time."""
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    n = len(ids)
+    total = int(np.asarray(pa.compute.binary_length(ids).fill_null(0)).sum()) if n else 0
+    if total <= SLICE_BYTES:
+        return _hash_slice(ids)
+    step = max(1, n * SLICE_BYTES // total)
+    return np.concatenate([_hash_slice(ids.slice(start, step)) for start in range(0, n, step)])
+
+
+def _hash_slice(ids: pa.Array) -> np.ndarray:
     """``fmix64(sum(byte_i * P**(i+1)) + len) mod 2**64`` of each string's UTF-8 bytes, vectorised over
     the Arrow buffers (no Python string per id). Ids of one length (the runner's 16-hex content
     hashes) are a reshape of the data buffer; others a gather of each byte's power."""

@@ -110,9 +110,8 @@ def write_folder(parts: list, folder: Path, schema: pa.Schema, conform) -> dict:
         name = f"{k:05d}"
         table = table.append_column(ORDER, pa.array(np.arange(n, dtype=np.int64))).cast(out_schema)
         b = buckets_of(table.column("row_id"), buckets)
-        order = np.argsort(b, kind="stable")
         if buckets > 1:
-            table = table.take(pa.array(order))
+            table = _sorted_by_bucket(table, np.argsort(b, kind="stable"))
         sizes = np.bincount(b, minlength=buckets)
         pairs = table.select(["dataset", "step"]).group_by(["dataset", "step"]).aggregate([]).to_pylist()
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -132,6 +131,24 @@ def write_folder(parts: list, folder: Path, schema: pa.Schema, conform) -> dict:
         index.setdefault("stamp", {})[key.decode()] = json.loads(value)
     (folder / INDEX).write_text(json.dumps(index, indent=1))
     return index
+
+
+def _uniform(col: pa.ChunkedArray) -> bool:
+    """All null, or one value throughout: any slice of it holds the same values as the sorted one's."""
+    if col.null_count == len(col):
+        return True
+    if col.null_count:
+        return False
+    bounds = pc.min_max(col)
+    return bounds["min"] == bounds["max"]
+
+
+def _sorted_by_bucket(table: pa.Table, order: np.ndarray) -> pa.Table:
+    """``table.take(order)``, taking only the columns that vary (a step's dataset, step, step_index and
+    often source, detail, position and group are one value or null throughout: kept as they are)."""
+    indices = pa.array(order)
+    return pa.table({name: col if _uniform(col) else col.take(indices) for name, col in zip(table.column_names, table.columns)},
+                    schema=table.schema)
 
 
 def read_index(folder: Path) -> dict:

@@ -32,7 +32,7 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(33))
 
 
-SLICE_BYTES = 1 << 22  # bytes hashed at once: the per-byte arrays (8 B each, a few of them) stay near 100 MB
+SLICE_BYTES = 1 << 20  # bytes hashed at once: the per-byte arrays and the power tables (8 B a byte each) stay near 10 MB
 
 
 def hash64(ids: pa.Array) -> np.ndarray:
@@ -52,7 +52,7 @@ _POWERS: dict[str, np.ndarray] = {}
 
 def _powers(total: int) -> tuple[np.ndarray, np.ndarray]:
     """(P**1 .. P**total, P**-0 .. P**-(total-1)) mod 2**64 (P is odd, so it has an inverse), computed
-    once up to SLICE_BYTES and kept (2 x 32 MB)."""
+    once up to SLICE_BYTES and kept (2 x 8 MB)."""
     size = max(total, SLICE_BYTES)
     if "up" not in _POWERS or len(_POWERS["up"]) < total:
         inverse = np.uint64(pow(int(_P), -1, 1 << 64))

@@ -4,6 +4,7 @@ read back record for record; look-ups open only their buckets; the commit check 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -117,3 +118,26 @@ def test_a_run_with_many_buckets_audits_and_cards_like_one_with_one(tmp_path, wr
     cards = [json.loads((tmp_path / r / "card" / "card.json").read_text()) for r in ("one", "many")]
     for key in ("mixtures", "examples", "composition", "contamination"):
         assert json.dumps(cards[0][key]).replace("/one", "/many") == json.dumps(cards[1][key]), key
+
+
+def test_a_run_curated_before_the_folder_still_reads(tmp_path, write_recipe, cli):
+    """A run directory from before stop 21 holds one ledger.parquet, committed by name: card, audit
+    and diff read it; curating into it again replaces it with the folder."""
+    path = write_recipe(card_recipe(tmp_path))
+    out = tmp_path / "run"
+    assert cli("curate", path, "--out", out).exit_code == 0
+    led = ledger.read(out / "ledger")
+    commit = json.loads((out / "run.json").read_text())
+    stamp = {k: commit[k] for k in ("recipe_hash", "curation_id")}
+    ledger.write([led], out / "ledger.parquet", stamp)  # the old layout, as the old runner wrote it
+    shutil.rmtree(out / "ledger")
+    commit["files"].pop("ledger/index.json")
+    commit["files"]["ledger.parquet"] = (out / "ledger.parquet").stat().st_size
+    (out / "run.json").write_text(json.dumps(commit))
+    assert ledger.location(out) == out / "ledger.parquet"
+    row = led.filter(pc.equal(led.column("decision"), "drop")).column("row_id")[0].as_py()
+    res = cli("audit", out, row)
+    assert res.exit_code == 0 and row in res.output, res.output
+    assert cli("card", out).exit_code == 0
+    assert cli("curate", path, "--out", out).exit_code == 0  # the new layout replaces the old file
+    assert not (out / "ledger.parquet").exists() and ledger.read(out / "ledger").to_pylist() == led.to_pylist()

@@ -166,11 +166,6 @@ def disambiguate_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def base_id(row_id: str) -> str:
-    """The id without a mixture upsampling suffix (``<id>#<k>``)."""
-    return row_id.split("#", 1)[0]
-
-
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Canonical rows (ids already distinct) -> an Arrow table with the shared schema."""
     return pa.Table.from_pylist([{k: r.get(k) for k in FEATURES} for r in rows], schema=ARROW_SCHEMA)

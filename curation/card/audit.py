@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation.card.run_files import RunFiles, RunFilesError
-from curation.rows import base_id
+from curation.row_ids import base_id
 
 
 class UnknownRow(RunFilesError):

@@ -22,7 +22,7 @@ import yaml
 
 from curation import ledger as ledger_mod
 from curation import run_commit
-from curation.rows import base_id
+from curation.row_ids import base_id
 
 
 class RunFilesError(Exception):
@@ -169,17 +169,34 @@ class RunFiles:
         return paths
 
     def source_rows(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Canonical rows by id (upsampled copies ``<id>#k`` resolve to their base row)."""
+        """Canonical rows by id (upsampled copies ``<id>#k`` resolve to their base row): each source
+        file's id column is scanned, then only the row groups holding a wanted id are read."""
         wanted = {base_id(i) for i in ids}
         found: dict[str, dict[str, Any]] = {}
         for path in self.source_row_paths():
             if not wanted - set(found):
                 break
-            try:  # only the row groups' matching rows are kept in memory
-                table = pq.read_table(path, filters=pc.is_in(pc.field("id"), value_set=pa.array(sorted(wanted - set(found)),
-                                                                                                pa.string())))
+            try:
+                found.update(_rows_with_ids(path, wanted - set(found)))
             except Exception:
                 continue  # a swept or damaged cache entry: the card says the row text is unavailable
-            for row in table.to_pylist():
-                found[row["id"]] = row
         return {i: found[base_id(i)] for i in ids if base_id(i) in found}
+
+
+def _rows_with_ids(path: Path, wanted: set[str]) -> dict[str, dict[str, Any]]:
+    """The rows of one Parquet file whose id is in ``wanted``, holding one row group at a time (ids
+    are content hashes, so row-group statistics cannot prune: the id column says where they are)."""
+    import numpy as np
+
+    pf = pq.ParquetFile(path)
+    value_set = pa.array(sorted(wanted), pa.string())
+    hits = np.flatnonzero(np.asarray(pc.is_in(pf.read(columns=["id"]).column("id"), value_set=value_set), dtype=bool))
+    if not len(hits):
+        return {}
+    bounds = np.cumsum([pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
+    out = {}
+    for g in sorted(set(np.searchsorted(bounds, hits, side="right").tolist())):
+        group = pf.read_row_group(g)
+        for row in group.filter(pc.is_in(group.column("id"), value_set=value_set)).to_pylist():
+            out[row["id"]] = row
+    return out

@@ -70,7 +70,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from curation.columns import ids_of
 from curation.embed import DEFAULT_MODEL, embed, resolve_model
-from curation.rows import base_id
+from curation.row_ids import base_id
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step, StepError
 

@@ -141,7 +141,7 @@ def write(tables: list, path: Path, stamp: dict | None = None) -> Path:
     path = Path(path)
     if path.suffix != ".parquet":
         with atomic_folder(path) as tmp:
-            ledger_folder.write_folder(tables, tmp, schema, lambda t: conform(t).cast(SCHEMA))
+            ledger_folder.write_folder(tables, tmp, schema, lambda t: conform(t).cast(SCHEMA), write_parquet)
         return path
     with atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as writer:

@@ -18,15 +18,14 @@ Layout (``ledger/``)::
     00000-001.parquet           #   record's place in its part), zstd level 1, stamped like every run file
     ...
 
-``bucket = h(base row id) mod buckets``, ``h`` a 64-bit polynomial hash of the id's UTF-8 bytes
-finished by MurmurHash3's ``fmix64`` (:func:`curation.hash64.hash64`, vectorised over the Arrow
-buffers), of the id without its ``#k``
-upsampling suffix, so a row and its copies share a bucket; ``buckets`` is a power of two sized so that a bucket of one
+``bucket = h(base row id) mod buckets``: ``h`` is :func:`curation.hash64.hash64` (a 64-bit hash of
+the UTF-8 bytes, vectorised over the Arrow buffers) of the id without its ``#k`` upsampling suffix,
+so a row and its copies share a bucket; ``buckets`` is a power of two sized so that a bucket of one
 part holds about :data:`RECORDS_PER_BUCKET` records (1 for small runs: one file per part). Reading
 the whole ledger (:func:`read`) concatenates the parts in index order, each in ``record`` order: the
 same table, record for record, as the single file held (the content fingerprint test reads it).
 
-The folder is written beside its final place and swapped in (``files.swap_folder``): a reader sees the
+The folder is written beside its final place and swapped in (``files.atomic_folder``): a reader sees the
 old folder, none, or the new one, never a mix; ``run.json`` commits ``ledger/index.json``, and
 :func:`problems` checks every file the index lists (present, its size) for ``run_commit.check``.
 Generic tools read it too: ``pyarrow.dataset.dataset("ledger/", format="parquet")`` (or DuckDB's
@@ -90,9 +89,11 @@ def _num_rows(part) -> int:
     return pq.ParquetFile(part).metadata.num_rows if isinstance(part, (str, Path)) else part.num_rows
 
 
-def write_folder(parts: list, folder: Path, schema: pa.Schema, conform) -> dict:
+def write_folder(parts: list, folder: Path, schema: pa.Schema, conform, write_parquet) -> dict:
     """Write ``parts`` (Arrow tables, or Parquet files read one at a time) into ``folder`` (a fresh,
-    empty temp folder) and its index; returns the index. ``conform`` gives a part the ledger schema."""
+    empty temp folder) and its index; returns the index. ``conform`` gives a part the ledger schema,
+    ``write_parquet(table, path)`` writes one file (both ``curation.ledger``'s: this module does not
+    import it, which imports this one)."""
     counts = [_num_rows(p) for p in parts]
     buckets = bucket_count(sum(counts), sum(1 for c in counts if c))
     out_schema = schema.append(pa.field(ORDER, pa.int64()))
@@ -102,8 +103,6 @@ def write_folder(parts: list, folder: Path, schema: pa.Schema, conform) -> dict:
     for part, n in zip(parts, counts):
         if not n:
             continue
-        from curation.ledger import write_parquet
-
         table = pq.read_table(part) if isinstance(part, (str, Path)) else part
         table = conform(table.replace_schema_metadata(None))
         k = len(index["parts"])

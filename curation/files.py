@@ -102,6 +102,10 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WriteError(exc.errno, describe_os_error(exc, path.parent)) from None
+    for kind in ("tmp", "old"):  # a killed writer's leftovers (hidden, never read): removed once it is gone
+        for stale in path.parent.glob(f".{path.name}.{kind}-*"):
+            if owner_alive(stale.name.split(f".{kind}-", 1)[1]) is False:
+                _remove(stale)
     tag = temp_tag()
     tmp, old = path.with_name(f".{path.name}.tmp-{tag}"), path.with_name(f".{path.name}.old-{tag}")
     try:

@@ -141,3 +141,14 @@ def test_a_run_curated_before_the_folder_still_reads(tmp_path, write_recipe, cli
     assert cli("card", out).exit_code == 0
     assert cli("curate", path, "--out", out).exit_code == 0  # the new layout replaces the old file
     assert not (out / "ledger.parquet").exists() and ledger.read(out / "ledger").to_pylist() == led.to_pylist()
+
+
+def test_a_killed_writers_leftover_folders_are_removed_by_the_next_write(tmp_path):
+    dead = tmp_path / ".ledger.tmp-nohost-999999999-1"  # an unknown host: left alone
+    gone = tmp_path / ".ledger.old-999999999-1"  # this host, a pid that does not run
+    for d in (dead, gone):
+        d.mkdir()
+        (d / "00000-000.parquet").write_bytes(b"half")
+    ledger.write(_parts(50), tmp_path / "ledger", STAMP)
+    assert dead.exists() and not gone.exists()
+    assert ledger.read(tmp_path / "ledger").num_rows == sum(p.num_rows for p in _parts(50))

@@ -18,8 +18,8 @@ Layout (``ledger/``)::
     00000-001.parquet           #   record's place in its part), zstd level 1, stamped like every run file
     ...
 
-``bucket = h(base row id) mod buckets``: ``h`` is :func:`curation.hash64.hash64` (a 64-bit hash of
-the UTF-8 bytes, vectorised over the Arrow buffers) of the id without its ``#k`` upsampling suffix,
+``bucket = h(base row id) mod buckets``: ``h`` is :func:`curation.shingles.hash_strings` (the
+64-bit hash of the UTF-8 bytes the shingles use for words, vectorised over the Arrow buffers) of the id without its ``#k`` upsampling suffix,
 so a row and its copies share a bucket; ``buckets`` is a power of two sized so that a bucket of one
 part holds about :data:`RECORDS_PER_BUCKET` records (1 for small runs: one file per part). Reading
 the whole ledger (:func:`read`) concatenates the parts in index order, each in ``record`` order: the
@@ -44,7 +44,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.hash64 import CHUNK, hash64
+from curation.shingles import hash_strings
+
+CHUNK = 1 << 16  # ids hashed at a time
 
 INDEX = "index.json"
 FORMAT = 1
@@ -65,7 +67,7 @@ def bucket_count(total_records: int, parts: int) -> int:
 
 
 def buckets_of(row_ids, buckets: int) -> np.ndarray:
-    """The bucket of every id: :func:`hash64` of its base id (the part before a ``#k``
+    """The bucket of every id: :func:`hash_strings` of its base id (the part before a ``#k``
     upsampling suffix, cut by an Arrow kernel) mod ``buckets``."""
     row_ids = pa.chunked_array([row_ids]) if isinstance(row_ids, pa.Array) else row_ids
     n = len(row_ids)
@@ -77,7 +79,7 @@ def buckets_of(row_ids, buckets: int) -> np.ndarray:
         chunk = ids.slice(start, CHUNK)
         if pc.any(pc.match_substring(chunk, "#")).as_py():
             chunk = pc.replace_substring_regex(chunk, "#.*", "", max_replacements=1)
-        out[start: start + len(chunk)] = (hash64(chunk) % np.uint64(buckets)).astype(np.int64)
+        out[start: start + len(chunk)] = (hash_strings(chunk) % np.uint64(buckets)).astype(np.int64)
     return out
 
 

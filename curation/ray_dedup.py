@@ -3,7 +3,7 @@ steps' exact decisions.
 
 ``exact_dedup`` -- hash partitioning. A ``map_batches`` pass normalises each shard's texts (the
 step's own :func:`curation.columns.normalised`) and gives each row a bucket from a stable 64-bit
-hash of its normalised text (``curation.hash64``, over the Arrow buffers: the same in every process,
+hash of its normalised text (``curation.shingles.hash_strings``, over the Arrow buffers: the same in every process,
 unlike Python's ``hash``); ``groupby(bucket).map_groups`` then finds, inside each bucket,
 the first row (lowest input index) of every distinct text -- equal texts always share a bucket, and
 equality is of the texts themselves, so a hash collision only shares a bucket, never merges rows.
@@ -73,12 +73,12 @@ def exact_dedup(engine, step: Step, table: pa.Table) -> Decisions:
 
 def _keyed(batch: pa.Table, lowercase: bool, buckets: int) -> pa.Table:
     from curation.columns import normalised
-    from curation.hash64 import hash64
+    from curation.shingles import hash_strings
     from curation.steps.exact_dedup import normalise
 
     norm = normalised(pa.chunked_array(batch.column("text").chunks), lowercase, normalise)
     norm = pa.chunked_array(norm.chunks if isinstance(norm, pa.ChunkedArray) else [norm]).combine_chunks()
-    h = hash64(norm)
+    h = hash_strings(norm)
     return pa.table({"_index": batch.column("_index"), "id": batch.column("id"), "norm": norm,
                      "_bucket": pa.array((h % np.uint64(buckets)).astype(np.int64))})
 

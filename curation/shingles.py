@@ -108,6 +108,18 @@ def _hash_words(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np
     return out
 
 
+def hash_strings(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The 64-bit hash of each whole string: the word hash of step 2 over the string's UTF-8 bytes,
+    vectorised over all strings (stable across processes and runs). Used where rows are grouped by
+    a hash -- the ledger folder's id buckets, ``exact_dedup``'s first pass (which then compares the
+    texts themselves, so a collision cannot merge two rows), Ray's exact_dedup partitions. Memory:
+    a few arrays of one integer per string, besides the bytes themselves."""
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    arr = arr.cast(pa.large_string()) if arr.type != pa.large_string() else arr
+    data, offsets = _utf8(arr)
+    return _hash_words(data, offsets[:-1], np.diff(offsets))
+
+
 def _ascii_words(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(starts, lengths, owner) of the words of ASCII texts: maximal runs of [0-9A-Za-z_]."""
     word = _LUT[data] != 0

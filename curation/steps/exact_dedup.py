@@ -6,15 +6,15 @@ purpose by mixture upsampling (same base id, ``#k`` suffix) are not treated as d
 
 Columnar, in two passes so that the normalised column never exists whole: (1) the texts are
 normalised a slice at a time (``curation.columns.normalised``: ASCII rows by Arrow kernels, the rest
-in Python) and each slice is reduced to one 64-bit hash per row (``curation.hash64``), so rows with a
+in Python) and each slice is reduced to one 64-bit hash per row (``curation.shingles.hash_strings``), so rows with a
 unique hash are unique texts; (2) only the rows whose hash is shared (the duplicates, their first
 rows and any hash collision) are normalised again and grouped by their text itself with
 ``pyarrow.compute.dictionary_encode``; the first row of each text is the one kept. Equality is of
 the texts themselves, so no hash collision can merge two rows (a test makes every hash collide).
 Memory: 16 bytes a row plus one slice's normalised texts and the shared-hash rows'. On 1M rows with
-3% duplicates (``python benchmarks/exact_dedup_memory.py --rows 1000000``) the step adds 208 MB
-over the loaded rows (64 MB of them the hash's power tables) where grouping the whole normalised
-column (held whole, with its dictionary) added 655 MB, and decides in 4.69 s against 5.80 s.
+3% duplicates (``python benchmarks/exact_dedup_memory.py --rows 1000000``) the step adds 127 MB
+over the loaded rows where grouping the whole normalised column (held whole, with its dictionary)
+added 643 MB, in about the same time (6.22 s against 6.07 s; run to run, ±1 s on this machine).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
 from curation.columns import normalised, table_of, text_column
-from curation.hash64 import hash64
+from curation.shingles import hash_strings
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step
 
@@ -82,7 +82,7 @@ def _first_rows(texts: pa.ChunkedArray, lower: bool) -> tuple[np.ndarray, int]:
     hashes = np.empty(n, dtype=np.uint64)
     for start in range(0, n, SLICE_ROWS):
         part = normalised(texts.slice(start, SLICE_ROWS), lower, normalise).combine_chunks()
-        hashes[start: start + len(part)] = hash64(part)
+        hashes[start: start + len(part)] = hash_strings(part)
     _, first_of_hash, inverse, counts = np.unique(hashes, return_index=True, return_inverse=True, return_counts=True)
     first = first_of_hash[inverse]
     shared = np.flatnonzero(counts[inverse] > 1)  # in row order: every row of a repeated text is here

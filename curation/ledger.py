@@ -153,6 +153,25 @@ def write(tables: list, path: Path, stamp: dict | None = None) -> Path:
     return path
 
 
+def save_part(table: pa.Table, folder: Path) -> dict:
+    """One ledger part (a mixture's draw, a step's decisions) saved in a cache entry's ``folder`` already
+    split by id bucket, so every run that uses the entry links its files (``ledger_folder.save_part``)."""
+    return ledger_folder.save_part(conform(table.replace_schema_metadata(None)).cast(SCHEMA), Path(folder), write_parquet)
+
+
+def part_location(entry: Path) -> Path:
+    """A cache entry's ledger part: its ``decisions/`` folder, or the ``decisions.parquet`` file an entry
+    written before the folder holds."""
+    folder = Path(entry) / "decisions"
+    return folder if folder.is_dir() else Path(entry) / "decisions.parquet"
+
+
+def read_part(entry: Path, columns: list[str] | None = None) -> pa.Table:
+    """A cache entry's ledger part in record order (:func:`part_location`)."""
+    path = part_location(entry)
+    return ledger_folder.read_part(path, columns) if path.is_dir() else pq.read_table(path, columns=columns)
+
+
 ROW_GROUP_ROWS = 128 * 1024  # rows per Parquet row group: big enough to compress well, small enough to
 # read one group per audit look-up
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1}

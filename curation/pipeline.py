@@ -232,18 +232,18 @@ class Curation:
                     detail=_copies_detail(copies)))
             with self.cache.write("mixture", node.key, node.describe) as tmp:
                 write_parquet(result.arrow, tmp / "rows.parquet")
-                write_parquet(pa.concat_tables(parts), tmp / "decisions.parquet")
+                ledger_mod.save_part(pa.concat_tables(parts), tmp / "decisions")
                 (tmp / "table.json").write_text(json.dumps(result.table))
             del result, parts  # the rows are read back from the entry: one copy in memory
         rows = pq.read_table(entry / "rows.parquet")
-        tables: list = [entry / "decisions.parquet"]  # ledger parts, streamed into the ledger at the end
+        tables: list = [ledger_mod.part_location(entry)]  # ledger parts, linked into the ledger at the end
         table = json.loads((entry / "table.json").read_text())
         self._print_outcome(mix_name, table)
         funnel = [{"step": "mixture", "rows_in": sum(t["available"] for t in table), "rows_out": rows.num_rows, "dropped": {}}]
         for step_node in [n for n in self.plan.of_kind("step") if n.extra["mixture"] == mix_name]:
             rows_in = rows.num_rows
             rows, decisions, extras, seconds = self._run_step(step_node, rows)
-            tables.append(self.cache.path("step", step_node.key) / "decisions.parquet")
+            tables.append(ledger_mod.part_location(self.cache.path("step", step_node.key)))
             codes = drop_codes(decisions)
             del decisions
             funnel.append({"step": step_node.name.split(":", 1)[1], "index": step_node.extra["index"],
@@ -285,7 +285,7 @@ class Curation:
                                                  node.extra["index"] + 1, rows.column("id"), rows.column("source"),
                                                  decisions.keep, decisions.score, decisions.reason,
                                                  position=decisions.order, group=decisions.group)
-                write_parquet(table, tmp / "decisions.parquet")
+                ledger_mod.save_part(table, tmp / "decisions")
                 # kept rows in the step's order when it gives one (iclm), else in input order: a step
                 # that only filters keeps an earlier step's order
                 kept_indices = np.asarray(decisions.kept_indices(), dtype=np.int64)
@@ -302,7 +302,7 @@ class Curation:
             kept = rows.take(pa.array(np.load(entry / KEPT_FILE)))
         else:  # an entry written before the kept indices (it holds the rows themselves)
             kept = pq.read_table(entry / "rows.parquet")
-        return kept, pq.read_table(entry / "decisions.parquet"), json.loads((entry / "extras.json").read_text()), seconds
+        return kept, ledger_mod.read_part(entry, ["decision", "reason_code"]), json.loads((entry / "extras.json").read_text()), seconds
 
     def _print_outcome(self, mix_name: str, table: list[dict]) -> None:
         tokens = any("target_tokens" in r for r in table)

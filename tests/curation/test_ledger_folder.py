@@ -39,7 +39,7 @@ def test_folder_reads_back_every_record_in_order(tmp_path, small_buckets):
     parts = _parts()
     ledger.write(parts, tmp_path / "ledger", STAMP)
     index = ledger_folder.read_index(tmp_path / "ledger")
-    assert index["buckets"] == 16 and index["records"] == sum(p.num_rows for p in parts)
+    assert [p["buckets"] for p in index["parts"]] == [16, 16, 16] and index["records"] == sum(p.num_rows for p in parts)
     assert [p["pairs"] for p in index["parts"]] == [[["mix", "mixture"]], [["mix", "0:length"]], [["mix", "1:repetition"]]]
     want = pa.concat_tables(parts)
     got = ledger.read(tmp_path / "ledger")
@@ -105,9 +105,9 @@ def test_a_run_with_many_buckets_audits_and_cards_like_one_with_one(tmp_path, wr
     res = cli("curate", path, "--out", tmp_path / "one")
     assert res.exit_code == 0, res.output
     monkeypatch.setattr(ledger_folder, "RECORDS_PER_BUCKET", 8)
-    res = cli("curate", path, "--out", tmp_path / "many")
+    res = cli("curate", path, "--out", tmp_path / "many", "--cache-dir", tmp_path / "cache-many")  # parts are bucketed in the cache
     assert res.exit_code == 0, res.output
-    buckets = [ledger_folder.read_index(tmp_path / r / "ledger")["buckets"] for r in ("one", "many")]
+    buckets = [max(p["buckets"] for p in ledger_folder.read_index(tmp_path / r / "ledger")["parts"]) for r in ("one", "many")]
     assert buckets[0] == 1 and buckets[1] > 1
     assert ledger.read(tmp_path / "one" / "ledger").to_pylist() == ledger.read(tmp_path / "many" / "ledger").to_pylist()
     assert json.loads((tmp_path / "one" / "run.json").read_text())["files"]["ledger/index.json"] > 0
@@ -152,3 +152,24 @@ def test_a_killed_writers_leftover_folders_are_removed_by_the_next_write(tmp_pat
     ledger.write(_parts(50), tmp_path / "ledger", STAMP)
     assert dead.exists() and not gone.exists()
     assert ledger.read(tmp_path / "ledger").num_rows == sum(p.num_rows for p in _parts(50))
+
+
+def test_cache_entries_hold_bucketed_parts_linked_into_the_run_and_old_entries_still_read(tmp_path, write_recipe, cli):
+    """A mixture's draw and a step's decisions are bucketed once, in their cache entry (``decisions/``);
+    the run's ledger links those files. A cache entry from before (one ``decisions.parquet``) still
+    serves a run, whose ledger then holds the same records."""
+    path = write_recipe(card_recipe(tmp_path))
+    cache = tmp_path / "cache"
+    assert cli("curate", path, "--out", tmp_path / "a", "--cache-dir", cache).exit_code == 0
+    saved = sorted(cache.rglob("decisions/part.json"))
+    assert saved, "no cache entry holds a bucketed part"
+    index = ledger_folder.read_index(tmp_path / "a" / "ledger")
+    linked = [tmp_path / "a" / "ledger" / f for p in index["parts"] for f in p["files"]]
+    assert sum(f.stat().st_nlink > 1 for f in linked) >= len(saved)  # hard links, not copies
+    for info in saved:  # back to the stop-21 layout
+        folder = info.parent
+        ledger.write_parquet(ledger.read_part(folder.parent), folder.parent / "decisions.parquet")
+        shutil.rmtree(folder)
+    assert cli("curate", path, "--out", tmp_path / "b", "--cache-dir", cache).exit_code == 0
+    assert ledger.read(tmp_path / "b" / "ledger").to_pylist() == ledger.read(tmp_path / "a" / "ledger").to_pylist()
+    assert run_commit.check(tmp_path / "b")

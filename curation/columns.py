@@ -207,3 +207,17 @@ def normalised(strings, lower: bool = True, fallback=None) -> pa.ChunkedArray:
             fast = pc.replace_with_mask(fast, pa.array(~ascii_mask), pa.array(slow, pa.string()))
         out.append(fast)
     return pa.chunked_array(out, type=pa.string())
+
+
+def take_rows(table: pa.Table, indices) -> pa.Table:
+    """``table.take(indices)``; when the indices increase (a step that only filters) a boolean ``filter``
+    instead, which copies contiguous runs (0.36 s against 1.2 s for a ``take`` of 97% of 1M rows of
+    text here), and the table itself when every row is kept in order."""
+    idx = np.asarray(indices, dtype=np.int64)
+    if len(idx) and bool((np.diff(idx) > 0).all()):
+        if len(idx) == table.num_rows:
+            return table
+        mask = np.zeros(table.num_rows, dtype=bool)
+        mask[idx] = True
+        return table.filter(pa.array(mask))
+    return table.take(pa.array(idx))

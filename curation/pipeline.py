@@ -33,11 +33,11 @@ from curation import ledger as ledger_mod
 from curation import run_commit
 from curation.console import progress, say
 from curation.files import atomic_path, atomic_write_text
-from curation.columns import table_of
+from curation.columns import table_of, take_rows
 from curation.ledger import write_parquet
 
 LEDGER_INDEX = "ledger/index.json"  # what run.json commits for the ledger folder
-from curation.mixture import mix
+from curation.mixture import assemble, mix
 from curation.engine import make_engine
 from curation.rows import dataset_of
 from curation.sources import NoValidRows, load_source
@@ -46,6 +46,7 @@ from curation.steps.base import StepContext, StepError
 
 
 KEPT_FILE = "kept.npy"  # a step entry's kept rows: int64 indices into its input, in output order
+COPIES_FILE = "copies.npz"  # a mixture entry's draw: each source's copy counts (sources.json gives their order)
 
 
 class Curation:
@@ -64,6 +65,7 @@ class Curation:
         # where steps run (curation.engine): {"name": local|ray, "address": ..., "num_cpus": ...}
         self.engine_spec = dict(engine or {"name": "local"})
         self.curation_id: str | None = None
+        self._fresh: dict[str, pa.Table] = {}  # sources loaded by this run, until its first mixture is drawn
 
     # ------------------------------------------------------------------ sources
     def source(self, name: str) -> datasets.Dataset:
@@ -71,9 +73,11 @@ class Curation:
         return dataset_of(self.source_table(name))
 
     def source_table(self, name: str) -> pa.Table:
-        """Source ``name``'s rows, read from its cache entry each time (not held for the whole run)."""
+        """Source ``name``'s rows, read from its cache entry each time (not held for the whole run); the
+        first mixture gets the table the load just made, not a read of what it wrote."""
         entry = self.load_source(name)
-        return pq.read_table(entry / "rows.parquet")
+        fresh = self._fresh.pop(name, None)
+        return fresh if fresh is not None else pq.read_table(entry / "rows.parquet")
 
     def load_source(self, name: str) -> Path:
         """Source ``name`` into the cache unless it is there; its cache entry."""
@@ -86,7 +90,8 @@ class Curation:
                 result = load_source(name, self.recipe.sources[name], seed=self.recipe.seed,
                                      progress=lambda k: prog.advance(task, k))
             with self.cache.write("source", node.key, node.describe) as tmp:
-                write_parquet(table_of(result.rows), tmp / "rows.parquet")
+                self._fresh[name] = table_of(result.rows)
+                write_parquet(self._fresh[name], tmp / "rows.parquet")
                 with open(tmp / "quarantine.jsonl", "w") as fh:
                     for q in result.quarantine:
                         fh.write(json.dumps(q, ensure_ascii=False) + "\n")
@@ -216,6 +221,7 @@ class Curation:
         entry = self.cache.path("mixture", node.key)
         if self.cache.has("mixture", node.key):
             say(self.console, node, "[green]cached[/]")
+            rows = self._cached_mixture_rows(entry)
         else:
             say(self.console, node, "mixing")
             entries = self.recipe.mixtures[mix_name]
@@ -231,11 +237,14 @@ class Curation:
                     reason=pa.array(np.where(copies > 0, None, "not_sampled"), pa.string()),
                     detail=_copies_detail(copies)))
             with self.cache.write("mixture", node.key, node.describe) as tmp:
-                write_parquet(result.arrow, tmp / "rows.parquet")
+                # the draw's copy counts, not the rows: the rows are the sources' (assemble)
+                np.savez(tmp / COPIES_FILE, **{f"s{k}": info["copies"] for k, info in enumerate(result.ledger.values())})
+                (tmp / "sources.json").write_text(json.dumps(list(result.ledger)))
                 ledger_mod.save_part(pa.concat_tables(parts), tmp / "decisions")
                 (tmp / "table.json").write_text(json.dumps(result.table))
-            del result, parts  # the rows are read back from the entry: one copy in memory
-        rows = pq.read_table(entry / "rows.parquet")
+            rows = result.arrow
+            del result, parts
+        self._fresh.clear()  # a later mixture reads its sources from the cache: no table held through the steps
         tables: list = [ledger_mod.part_location(entry)]  # ledger parts, linked into the ledger at the end
         table = json.loads((entry / "table.json").read_text())
         self._print_outcome(mix_name, table)
@@ -253,6 +262,16 @@ class Curation:
                                 "index": step_node.extra["index"], "rows_in": rows_in, "decide_seconds": seconds})
             self.console.print(f"  {rows_in} -> {rows.num_rows} rows" + (f"  dropped: {codes}" if codes else ""))
         return rows, tables, funnel, table
+
+    def _cached_mixture_rows(self, entry: Path) -> pa.Table:
+        """A cached mixture's rows: assembled from its sources and copy counts, or read from the rows an
+        entry written before the copy counts holds."""
+        if not (entry / COPIES_FILE).exists():
+            return pq.read_table(entry / "rows.parquet")
+        names = json.loads((entry / "sources.json").read_text())
+        with np.load(entry / COPIES_FILE) as saved:
+            copies = {src: saved[f"s{k}"] for k, src in enumerate(names)}
+        return assemble({s: partial(self.source_table, s) for s in names}, copies, self.recipe.seed)
 
     def _run_step(self, node, rows: pa.Table):
         """(kept rows, decision records, extras, seconds its decide took: None when served from the cache)."""
@@ -289,7 +308,7 @@ class Curation:
                 # kept rows in the step's order when it gives one (iclm), else in input order: a step
                 # that only filters keeps an earlier step's order
                 kept_indices = np.asarray(decisions.kept_indices(), dtype=np.int64)
-                kept = rows.take(pa.array(kept_indices))
+                kept = take_rows(rows, kept_indices)
                 if rows.num_rows and not kept.num_rows:
                     raise StepError(f"selection.{node.extra['mixture']}[{node.extra['index']}] ({node.extra['step']}): "
                                     f"dropped all {rows.num_rows} rows ({drop_codes(table)}); loosen its options or remove it")
@@ -299,7 +318,7 @@ class Curation:
                 (tmp / "extras.json").write_text(json.dumps(decisions.extras, default=str))
             return kept, table, json.loads(json.dumps(decisions.extras, default=str)), seconds
         if (entry / KEPT_FILE).exists():
-            kept = rows.take(pa.array(np.load(entry / KEPT_FILE)))
+            kept = take_rows(rows, np.load(entry / KEPT_FILE))
         else:  # an entry written before the kept indices (it holds the rows themselves)
             kept = pq.read_table(entry / "rows.parquet")
         return kept, ledger_mod.read_part(entry, ["decision", "reason_code"]), json.loads((entry / "extras.json").read_text()), seconds

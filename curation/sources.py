@@ -318,6 +318,10 @@ def _columnar(name: str, spec, fmt_name: str):
     local = Path(spec.path).expanduser()
     if not local.is_file():
         return None
+    if _suffix(str(local)) == ".jsonl" and not str(local).endswith(".gz") and source_columns.direct(spec):
+        table = source_columns.read_jsonl(str(local))
+        if table is not None and source_columns.applies(spec, fmt_name, table.schema):
+            return source_columns.load_text_rows(table, spec, name)
     ds = _builder_dataset(str(local))
     if ds is None or not source_columns.applies(spec, fmt_name, ds.features):
         return None
@@ -339,10 +343,14 @@ def number_repeated_ids(table):
     starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
     rank = np.empty(len(codes), dtype=np.int64)
     rank[order] = np.arange(len(codes)) - np.repeat(starts, np.diff(np.r_[starts, len(codes)]))
-    if not rank.any():
+    repeated = np.flatnonzero(rank)
+    if not len(repeated):
         return table
-    ids = table.column("id").combine_chunks()
-    renamed = pc.if_else(pa.array(rank > 0), pc.binary_join_element_wise(ids, pa.array(rank.astype(str)), "."), ids)
+    ids = table.column("id").combine_chunks()  # only the repeats get a new string: ".k" joined, then scattered
+    suffixed = pc.binary_join_element_wise(ids.take(pa.array(repeated)), pa.array(rank[repeated].astype(str)), ".")
+    mask = np.zeros(len(codes), dtype=bool)
+    mask[repeated] = True
+    renamed = pc.replace_with_mask(ids, pa.array(mask), suffixed)
     return table.set_column(table.schema.get_field_index("id"), table.schema.field("id"), renamed)
 
 

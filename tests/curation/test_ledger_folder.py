@@ -9,10 +9,13 @@ import shutil
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from curation import ledger, ledger_folder, run_commit
 from curation.files import WriteError
+from curation.mixture import assemble
 from tests.curation.card.conftest import card_recipe
 
 STAMP = {"recipe_hash": "r1", "curation_id": "c1"}
@@ -156,8 +159,9 @@ def test_a_killed_writers_leftover_folders_are_removed_by_the_next_write(tmp_pat
 
 def test_cache_entries_hold_bucketed_parts_linked_into_the_run_and_old_entries_still_read(tmp_path, write_recipe, cli):
     """A mixture's draw and a step's decisions are bucketed once, in their cache entry (``decisions/``);
-    the run's ledger links those files. A cache entry from before (one ``decisions.parquet``) still
-    serves a run, whose ledger then holds the same records."""
+    the run's ledger links those files; a mixture entry keeps copy counts, not rows. Cache entries from
+    before (one ``decisions.parquet``, a mixture's ``rows.parquet``) still serve a run, whose ledger and
+    datasets are then the same."""
     path = write_recipe(card_recipe(tmp_path))
     cache = tmp_path / "cache"
     assert cli("curate", path, "--out", tmp_path / "a", "--cache-dir", cache).exit_code == 0
@@ -170,6 +174,18 @@ def test_cache_entries_hold_bucketed_parts_linked_into_the_run_and_old_entries_s
         folder = info.parent
         ledger.write_parquet(ledger.read_part(folder.parent), folder.parent / "decisions.parquet")
         shutil.rmtree(folder)
+    # a mixture entry from before the copy counts holds its rows
+    record = json.loads((tmp_path / "a" / "curation.json").read_text())
+    seed = yaml.safe_load((tmp_path / "a" / "resolved.yaml").read_text())["seed"]
+    for counts in cache.rglob("copies.npz"):
+        names = json.loads((counts.parent / "sources.json").read_text())
+        with np.load(counts) as saved:
+            copies = {src: saved[f"s{k}"] for k, src in enumerate(names)}
+        rows = assemble({s: pq.read_table(record["sources"][s]["rows_path"]) for s in names}, copies, seed)
+        ledger.write_parquet(rows, counts.parent / "rows.parquet")
+        counts.unlink()
     assert cli("curate", path, "--out", tmp_path / "b", "--cache-dir", cache).exit_code == 0
     assert ledger.read(tmp_path / "b" / "ledger").to_pylist() == ledger.read(tmp_path / "a" / "ledger").to_pylist()
     assert run_commit.check(tmp_path / "b")
+    for rel in sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a" / "datasets").glob("*.parquet")):
+        assert pq.read_table(tmp_path / "b" / rel).to_pylist() == pq.read_table(tmp_path / "a" / rel).to_pylist()

@@ -57,3 +57,27 @@ def test_columnar_path_skips_what_it_cannot_map(tmp_path):
     assert not source_columns.applies(spec, "fields", Features({"a": Value("string")}))
     spec = FileSource(path="x.jsonl", kind="chat", fields={"prompt": "q", "response": "a"}, license="CC0-1.0")
     assert not source_columns.applies(spec, "fields", Features({"q": Value("string")}))
+
+
+def test_ids_hashed_in_two_processes_equal_those_hashed_in_one(monkeypatch):
+    """A large column's second half is hashed by a forked child; the ids are the serial ones, and a
+    child that fails leaves them the same (the parent hashes that half)."""
+    import os
+
+    import pyarrow as pa
+
+    text = pa.array([t or "x" for t in _AWKWARD] * 700, pa.string())
+    serial = source_columns._hex_ids("s", text)
+    monkeypatch.setattr(source_columns, "PARALLEL_MIN_ROWS", 100)
+    monkeypatch.setattr(source_columns, "ID_CHUNK", 1000)
+    import curation.row_local as row_local
+    monkeypatch.setattr(row_local, "available_cpus", lambda: 2)
+    assert source_columns._ids("s", text).to_pylist() == serial
+    real_fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: (_ for _ in ()).throw(OSError("no fork")))
+    assert source_columns._ids("s", text).to_pylist() == serial
+    monkeypatch.setattr(os, "fork", real_fork)
+    monkeypatch.setattr(source_columns, "_hex_ids", lambda src, t, real=source_columns._hex_ids: (
+        os._exit(3) if os.getpid() != parent else real(src, t)))
+    parent = os.getpid()
+    assert source_columns._ids("s", text).to_pylist() == serial

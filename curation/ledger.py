@@ -144,7 +144,8 @@ def write(tables: list, path: Path, stamp: dict | None = None) -> Path:
             ledger_folder.write_folder(tables, tmp, schema, lambda t: conform(t).cast(SCHEMA), write_parquet)
         return path
     with atomic_path(path) as tmp:
-        with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as writer:
+        with pq.ParquetWriter(tmp, schema, use_dictionary=["dataset", "step", "source", "decision", "reason_code"],
+                              **PARQUET_OPTIONS) as writer:
             for part in tables:
                 table = pq.read_table(part) if isinstance(part, (str, Path)) else part
                 table = conform(table.replace_schema_metadata(None)).cast(SCHEMA).replace_schema_metadata(schema.metadata)
@@ -153,10 +154,12 @@ def write(tables: list, path: Path, stamp: dict | None = None) -> Path:
     return path
 
 
-def save_part(table: pa.Table, folder: Path) -> dict:
+def save_part(table: pa.Table, folder: Path, hashes=None) -> dict:
     """One ledger part (a mixture's draw, a step's decisions) saved in a cache entry's ``folder`` already
-    split by id bucket, so every run that uses the entry links its files (``ledger_folder.save_part``)."""
-    return ledger_folder.save_part(conform(table.replace_schema_metadata(None)).cast(SCHEMA), Path(folder), write_parquet)
+    split by id bucket, so every run that uses the entry links its files (``ledger_folder.save_part``;
+    ``hashes``: the row ids' ``ledger_folder.base_hashes``, when the caller carries them)."""
+    return ledger_folder.save_part(conform(table.replace_schema_metadata(None)).cast(SCHEMA), Path(folder), write_parquet,
+                                   hashes)
 
 
 def part_location(entry: Path) -> Path:
@@ -181,9 +184,30 @@ PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1}
 # run waits on.
 
 
+DICTIONARY_SAMPLE = 4096  # values of a string column looked at to judge whether a dictionary pays
+
+
+def dictionary_columns(table: pa.Table) -> list[str]:
+    """The columns worth Parquet's dictionary encoding: string columns with few distinct values in their
+    first :data:`DICTIONARY_SAMPLE` (a step's name, a decision, a reason code, a source), not ids, texts,
+    scores or nested messages. Arrow's writer tries a dictionary on every column by default and falls
+    back page by page where it overflows; on a step's 1M ledger records that attempt on the row ids and
+    scores took the write from 0.27 s to 0.69 s and the read back from 0.10 s to 0.28 s (and 21.6 MB
+    against 17.1 MB); on 1M rows of text, 0.86 s against 1.01 s to write, 0.24 s against 0.57 s to read."""
+    out = []
+    for name, col in zip(table.column_names, table.columns):
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            continue
+        sample = col.slice(0, DICTIONARY_SAMPLE)
+        if col.null_count == len(col) or pc.count_distinct(sample).as_py() <= max(1, len(sample) // 4):
+            out.append(name)
+    return out
+
+
 def write_parquet(table: pa.Table, path) -> None:
-    """Every Parquet file curation writes (rows, decisions, the ledger): zstd level 1, 128k-row row groups."""
-    pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
+    """Every Parquet file curation writes (rows, decisions, the ledger): zstd level 1, 128k-row row
+    groups, dictionaries only where values repeat (:func:`dictionary_columns`)."""
+    pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS, use_dictionary=dictionary_columns(table), **PARQUET_OPTIONS)
 
 
 def location(out: Path) -> Path:

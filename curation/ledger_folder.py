@@ -77,28 +77,37 @@ def bucket_count(total_records: int, parts: int) -> int:
     return min(MAX_BUCKETS, 1 << (want - 1).bit_length())
 
 
-def buckets_of(row_ids, buckets: int) -> np.ndarray:
-    """The bucket of every id: :func:`hash_strings` of its base id (the part before a ``#k``
-    upsampling suffix, cut by an Arrow kernel) mod ``buckets``."""
+def base_hashes(row_ids) -> np.ndarray:
+    """:func:`hash_strings` of every id's base (the part before a ``#k`` upsampling suffix, cut by an
+    Arrow kernel), as uint64: a row's bucket in a part of ``b`` buckets is this mod ``b``. The runner
+    computes it once for a mixture's rows and carries it along the chain of steps."""
     row_ids = pa.chunked_array([row_ids]) if isinstance(row_ids, pa.Array) else row_ids
     n = len(row_ids)
-    if buckets == 1 or n == 0:
-        return np.zeros(n, dtype=np.int64)
-    out = np.empty(n, dtype=np.int64)
-    ids = row_ids.combine_chunks()
+    out = np.empty(n, dtype=np.uint64)
+    ids = row_ids.combine_chunks() if n else row_ids
     for start in range(0, n, CHUNK):
         chunk = ids.slice(start, CHUNK)
         if pc.any(pc.match_substring(chunk, "#")).as_py():
             chunk = pc.replace_substring_regex(chunk, "#.*", "", max_replacements=1)
-        out[start: start + len(chunk)] = (hash_strings(chunk) % np.uint64(buckets)).astype(np.int64)
+        out[start: start + len(chunk)] = hash_strings(chunk)
     return out
+
+
+def buckets_of(row_ids, buckets: int, hashes: np.ndarray | None = None) -> np.ndarray:
+    """The bucket of every id: its :func:`base_hashes` (or ``hashes``, computed before) mod ``buckets``."""
+    n = len(row_ids)
+    if buckets == 1 or n == 0:
+        return np.zeros(n, dtype=np.int64)
+    hashes = base_hashes(row_ids) if hashes is None else hashes
+    return (hashes % np.uint64(buckets)).astype(np.int64)
 
 
 def bucket_of(row_id: str, buckets: int) -> int:
     return int(buckets_of(pa.array([row_id], pa.string()), buckets)[0])
 
 
-def write_part(table: pa.Table, folder: Path, name: str, write_parquet, schema: pa.Schema | None = None) -> dict:
+def write_part(table: pa.Table, folder: Path, name: str, write_parquet, schema: pa.Schema | None = None,
+               hashes: np.ndarray | None = None) -> dict:
     """One part's records (already in the ledger schema) as bucket files ``<name>-<b>.parquet`` in
     ``folder``, with the ``record`` column; returns the part's index entry (records, buckets, its
     (dataset, step) pairs, files and sizes). ``schema`` (the ledger schema plus ``record``, with the
@@ -108,9 +117,9 @@ def write_part(table: pa.Table, folder: Path, name: str, write_parquet, schema: 
     buckets = bucket_count(n, 1)
     out_schema = schema if schema is not None else table.schema.remove_metadata().append(pa.field(ORDER, pa.int64()))
     table = table.append_column(ORDER, pa.array(np.arange(n, dtype=np.int64))).cast(out_schema)
-    b = buckets_of(table.column("row_id"), buckets)
-    if buckets > 1:
-        table = _sorted_by_bucket(table, np.argsort(b, kind="stable"))
+    b = buckets_of(table.column("row_id"), buckets, hashes)
+    if buckets > 1:  # a radix sort of the small bucket numbers (numpy's stable sort of uint8/uint16)
+        table = _sorted_by_bucket(table, np.argsort(b.astype(np.uint8 if buckets <= 256 else np.uint16), kind="stable"))
     sizes = np.bincount(b, minlength=buckets)
     pairs = table.select(["dataset", "step"]).group_by(["dataset", "step"]).aggregate([]).to_pylist()
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -138,10 +147,11 @@ def read_part(folder: Path, columns: list[str] | None = None) -> pa.Table:
     return table.drop_columns([ORDER]) if columns is None or ORDER not in columns else table
 
 
-def save_part(table: pa.Table, folder: Path, write_parquet) -> dict:
+def save_part(table: pa.Table, folder: Path, write_parquet, hashes: np.ndarray | None = None) -> dict:
     """:func:`write_part` into a folder of its own (a cache entry's ``decisions/``) with its index
-    :data:`PART_INDEX`, so a run links the files instead of re-writing the records."""
-    info = write_part(table, Path(folder), "part", write_parquet)
+    :data:`PART_INDEX`, so a run links the files instead of re-writing the records. ``hashes``: the
+    records' :func:`base_hashes`, when the caller has them."""
+    info = write_part(table, Path(folder), "part", write_parquet, hashes=hashes)
     (Path(folder) / PART_INDEX).write_text(json.dumps(info))
     return info
 

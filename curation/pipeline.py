@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from rich.table import Table
 
 from curation import ledger as ledger_mod
+from curation import ledger_folder
 from curation import run_commit
 from curation.console import progress, say
 from curation.files import atomic_path, atomic_write_text
@@ -249,9 +250,10 @@ class Curation:
         table = json.loads((entry / "table.json").read_text())
         self._print_outcome(mix_name, table)
         funnel = [{"step": "mixture", "rows_in": sum(t["available"] for t in table), "rows_out": rows.num_rows, "dropped": {}}]
+        hashes = None  # the rows' ledger_folder.base_hashes, computed at the first step that runs, then carried
         for step_node in [n for n in self.plan.of_kind("step") if n.extra["mixture"] == mix_name]:
             rows_in = rows.num_rows
-            rows, decisions, extras, seconds = self._run_step(step_node, rows)
+            rows, decisions, extras, seconds, hashes = self._run_step(step_node, rows, hashes)
             tables.append(ledger_mod.part_location(self.cache.path("step", step_node.key)))
             codes = drop_codes(decisions)
             del decisions
@@ -273,8 +275,9 @@ class Curation:
             copies = {src: saved[f"s{k}"] for k, src in enumerate(names)}
         return assemble({s: partial(self.source_table, s) for s in names}, copies, self.recipe.seed)
 
-    def _run_step(self, node, rows: pa.Table):
-        """(kept rows, decision records, extras, seconds its decide took: None when served from the cache)."""
+    def _run_step(self, node, rows: pa.Table, hashes: np.ndarray | None = None):
+        """(kept rows, decision records, extras, seconds its decide took: None when served from the cache,
+        the kept rows' id hashes: ``hashes`` of ``rows`` taken along, or None)."""
         entry = self.cache.path("step", node.key)
         seconds = None
         if self.cache.has("step", node.key):
@@ -304,7 +307,8 @@ class Curation:
                                                  node.extra["index"] + 1, rows.column("id"), rows.column("source"),
                                                  decisions.keep, decisions.score, decisions.reason,
                                                  position=decisions.order, group=decisions.group)
-                ledger_mod.save_part(table, tmp / "decisions")
+                hashes = ledger_folder.base_hashes(rows.column("id")) if hashes is None else hashes
+                ledger_mod.save_part(table, tmp / "decisions", hashes)
                 # kept rows in the step's order when it gives one (iclm), else in input order: a step
                 # that only filters keeps an earlier step's order
                 kept_indices = np.asarray(decisions.kept_indices(), dtype=np.int64)
@@ -316,12 +320,16 @@ class Curation:
                 # copy of every kept row's text: the chain is rebuilt from the mixture's rows by takes
                 np.save(tmp / KEPT_FILE, kept_indices)
                 (tmp / "extras.json").write_text(json.dumps(decisions.extras, default=str))
-            return kept, table, json.loads(json.dumps(decisions.extras, default=str)), seconds
+            return kept, table, json.loads(json.dumps(decisions.extras, default=str)), seconds, hashes[kept_indices]
+        hashes_out = None
         if (entry / KEPT_FILE).exists():
-            kept = take_rows(rows, np.load(entry / KEPT_FILE))
+            kept_indices = np.load(entry / KEPT_FILE)
+            kept = take_rows(rows, kept_indices)
+            hashes_out = None if hashes is None else hashes[kept_indices]
         else:  # an entry written before the kept indices (it holds the rows themselves)
             kept = pq.read_table(entry / "rows.parquet")
-        return kept, ledger_mod.read_part(entry, ["decision", "reason_code"]), json.loads((entry / "extras.json").read_text()), seconds
+        return (kept, ledger_mod.read_part(entry, ["decision", "reason_code"]), json.loads((entry / "extras.json").read_text()),
+                seconds, hashes_out)
 
     def _print_outcome(self, mix_name: str, table: list[dict]) -> None:
         tokens = any("target_tokens" in r for r in table)

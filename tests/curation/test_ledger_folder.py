@@ -112,6 +112,11 @@ def test_a_run_with_many_buckets_audits_and_cards_like_one_with_one(tmp_path, wr
     assert res.exit_code == 0, res.output
     buckets = [max(p["buckets"] for p in ledger_folder.read_index(tmp_path / r / "ledger")["parts"]) for r in ("one", "many")]
     assert buckets[0] == 1 and buckets[1] > 1
+    index = ledger_folder.read_index(tmp_path / "many" / "ledger")
+    for part in index["parts"]:  # the hashes the runner carries along the steps put every id in its bucket
+        for fname in part["files"]:
+            ids = ledger.read(tmp_path / "many" / "ledger" / fname).column("row_id").to_pylist()
+            assert {ledger_folder.bucket_of(i, part["buckets"]) for i in ids} == {int(fname.rsplit("-", 1)[1][:3])}
     assert ledger.read(tmp_path / "one" / "ledger").to_pylist() == ledger.read(tmp_path / "many" / "ledger").to_pylist()
     assert json.loads((tmp_path / "one" / "run.json").read_text())["files"]["ledger/index.json"] > 0
     led = ledger.read(tmp_path / "one" / "ledger")

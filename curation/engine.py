@@ -10,9 +10,12 @@ An engine offers the pipeline two calls::
 
     decide(step, table, on_shard) -> Decisions   # a step's decisions over a pyarrow table
     map_texts(fn, texts, **kwargs) -> list        # fn(chunk, **kwargs) per chunk of texts, in order
+    map_column(fn, column, **kwargs) -> list      # fn(shard, **kwargs) per shard of an Arrow column, in order
 
 Steps with a data-parallel inner loop (MinHash signatures) call ``ctx.engine.map_texts`` so that
-loop runs where the engine runs work; with no engine (a step built outside the runner) it runs here.
+loop runs where the engine runs work; exact dedup's normalise-and-hash pass calls ``map_column``,
+which the local engine spreads over its worker pool for a long column; with no engine (a step built
+outside the runner) it runs here.
 """
 
 from __future__ import annotations
@@ -50,6 +53,11 @@ class LocalEngine:
 
     def map_texts(self, fn: Callable, texts: list[str], **kwargs) -> list:
         return [fn(texts, **kwargs)]
+
+    def map_column(self, fn: Callable, column, **kwargs) -> list:
+        from curation.row_local import map_column
+
+        return map_column(fn, column, self.pool, **kwargs)
 
     def describe(self) -> str:
         return f"local ({self.pool.workers} worker processes for row-local steps)"

@@ -159,6 +159,10 @@ class RayEngine:
         return merged
 
     # ------------------------------------------------------------------ data-parallel loops
+    def map_column(self, fn: Callable, column, **kwargs) -> list:
+        """In this process: the steps that call it (exact dedup) have their own algorithm under Ray."""
+        return [fn(column, **kwargs)]
+
     def map_texts(self, fn: Callable, texts: list[str], **kwargs) -> np.ndarray:
         """``fn(chunk, **kwargs)`` (an array with one row per text) over shards of ``texts`` as Ray
         tasks, concatenated in text order."""

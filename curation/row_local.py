@@ -165,3 +165,34 @@ def decide_table(step: Step, table: pa.Table, pool: WorkerPool | int | None = No
     merged = merge(parts)
     merged.extras = step.summarise(merged)
     return merged
+
+
+MAP_MIN_ROWS = 200_000  # a column this long is worth cutting across workers (a cold pool starts in about a second)
+
+
+def _map_shard(where: tuple[str, str], payload: bytes, kwargs: dict):
+    import importlib
+
+    column = pa.ipc.open_stream(payload).read_all().column(0)
+    return getattr(importlib.import_module(where[0]), where[1])(column, **kwargs)
+
+
+def map_column(fn, column, pool: "WorkerPool | None", min_rows: int | None = None, **kwargs) -> list:
+    """``fn(shard, **kwargs)`` over contiguous shards of an Arrow ``column``, in order: on ``pool``'s
+    processes when the column has ``min_rows`` or more and the pool more than one worker, else one
+    call here. ``fn`` is a module-level function (a worker imports it by name); results come back
+    pickled. The row-local inner loop of a global step (exact dedup's normalise-and-hash) runs here."""
+    n = len(column)
+    if pool is None or pool.workers < 2 or n < (MAP_MIN_ROWS if min_rows is None else min_rows):
+        return [fn(column, **kwargs)]
+    bounds = np.linspace(0, n, 2 * pool.workers + 1).astype(int)  # two shards a worker: one computes, one travels
+    spans = [(int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    executor = pool.executor()
+    where = (fn.__module__, fn.__qualname__)
+    futures: list = []
+    results: list = []
+    for i, (a, k) in enumerate(spans):  # at most two shards per worker in flight: bounded memory
+        futures.append(executor.submit(_map_shard, where, _to_ipc(pa.table({"c": column.slice(a, k)})), kwargs))
+        while len(futures) - len(results) > 2 * pool.workers or (i == len(spans) - 1 and len(results) < len(futures)):
+            results.append(futures[len(results)].result())
+    return results

@@ -11,6 +11,8 @@ unique hash are unique texts; (2) only the rows whose hash is shared (the duplic
 rows and any hash collision) are normalised again and grouped by their text itself with
 ``pyarrow.compute.dictionary_encode``; the first row of each text is the one kept. Equality is of
 the texts themselves, so no hash collision can merge two rows (a test makes every hash collide).
+Pass (1) is row-local: under the local engine a long column's shards are hashed on its worker
+pool (``engine.map_column``; the same hashes in the same order, a test), pass (2) runs here.
 Memory: 16 bytes a row plus one slice's normalised texts and the shared-hash rows'. On 1M rows with
 3% duplicates (``python benchmarks/exact_dedup_memory.py --rows 1000000``) the step adds 127 MB
 over the loaded rows where grouping the whole normalised column (held whole, with its dictionary)
@@ -60,7 +62,7 @@ class ExactDedup(Step):
         n = table.num_rows
         if not n:
             return Decisions(keep=np.zeros(0, bool), reason=[], extras={"unique_texts": 0})
-        first, distinct = _first_rows(text_column(table, self.params.field), self.params.lowercase)
+        first, distinct = _first_rows(text_column(table, self.params.field), self.params.lowercase, self.ctx.engine)
         ids = table.column("id")
         dup = np.arange(n) != first
         if pc.any(pc.match_substring(ids, "#")).as_py():  # upsampled copies: not duplicates of their base row
@@ -76,13 +78,27 @@ class ExactDedup(Step):
 SLICE_ROWS = 16384  # rows normalised and hashed at a time
 
 
-def _first_rows(texts: pa.ChunkedArray, lower: bool) -> tuple[np.ndarray, int]:
-    """(for every row, the first row whose normalised text equals its own; the number of distinct texts)."""
+def normalised_hashes(texts, lower: bool) -> np.ndarray:
+    """The 64-bit hash of every text's normalised form, a slice at a time (pass 1; row-local, so the
+    engine may run it on shards in its workers: ``engine.map_column``)."""
+    texts = texts if isinstance(texts, pa.ChunkedArray) else pa.chunked_array([texts])
     n = len(texts)
     hashes = np.empty(n, dtype=np.uint64)
     for start in range(0, n, SLICE_ROWS):
         part = normalised(texts.slice(start, SLICE_ROWS), lower, normalise).combine_chunks()
         hashes[start: start + len(part)] = hash_strings(part)
+    return hashes
+
+
+def _first_rows(texts: pa.ChunkedArray, lower: bool, engine=None) -> tuple[np.ndarray, int]:
+    """(for every row, the first row whose normalised text equals its own; the number of distinct texts).
+    Pass 1 runs through ``engine.map_column`` when there is an engine (the local one's worker pool
+    hashes a long column's shards on every CPU: the same hashes, in order)."""
+    n = len(texts)
+    if engine is not None and hasattr(engine, "map_column"):
+        hashes = np.concatenate(engine.map_column(normalised_hashes, texts, lower=lower)) if n else np.zeros(0, np.uint64)
+    else:
+        hashes = normalised_hashes(texts, lower)
     _, first_of_hash, inverse, counts = np.unique(hashes, return_index=True, return_inverse=True, return_counts=True)
     first = first_of_hash[inverse]
     shared = np.flatnonzero(counts[inverse] > 1)  # in row order: every row of a repeated text is here

@@ -79,3 +79,23 @@ def test_hash_strings_is_stable_and_agrees_across_layouts():
     assert hash_strings(same_length)[0] == h[2] and hash_strings(same_length)[2] == h[2]
     # part of the ledger folder's layout: a change would misplace every written ledger's look-ups
     assert int(hash_strings(pa.array(["recipe-kit"]))[0]) == 3383153136370873239
+
+
+def test_hash_pass_on_the_worker_pool_gives_the_same_decisions(monkeypatch):
+    """The local engine cuts a long column's normalise-and-hash pass across its workers
+    (engine.map_column): the decisions are those of one process."""
+    from curation import row_local
+    from curation.engine import LocalEngine
+
+    rows = _rows()
+    alone = ExactDedup(exact_dedup.ExactDedupParams(), StepContext(seed=0)).decide(rows_to_dataset(rows))
+    monkeypatch.setattr(row_local, "MAP_MIN_ROWS", 100)
+    engine = LocalEngine(workers=2)
+    try:
+        shards = engine.map_column(exact_dedup.normalised_hashes, pa.array([r["text"] for r in rows]), lower=True)
+        assert len(shards) > 1  # it did run in shards
+        pooled = ExactDedup(exact_dedup.ExactDedupParams(), StepContext(seed=0, engine=engine)).decide(rows_to_dataset(rows))
+    finally:
+        engine.close()
+    assert pooled.keep.tolist() == alone.keep.tolist() and list(pooled.reason) == list(alone.reason)
+    assert pooled.extras == alone.extras

@@ -9,7 +9,9 @@ too-short rows, ~0.5% repeated lines, ~0.3% U+FFFD debris), the chain exact_dedu
   imports, loading, the chain, every Parquet write, the data card), and the peak RSS of the largest
   process (GNU time; a worker's peak is its own);
 * framework overhead: the share of the curation phase's wall time outside the steps' decide
-  (``curation.json`` ``timing``);
+  (``curation.json`` ``timing``), and that share once the source's load (JSON parse, row ids, its
+  cache entry: reading, which any tool pays) is set aside, with the phase's split into load, draw,
+  apply (each step's ledger part and kept rows) and write;
 * memory against the rows' Arrow size (the source table's in-memory bytes), with the process's
   RSS after imports (measured once: ``recipe --help`` under GNU time) subtracted as well;
 * ``recipe card R`` and ``recipe audit R ID``: seconds and peak RSS;
@@ -77,9 +79,20 @@ def one_size(n: int, tmp: Path, bin_dir: Path, datatrove_python: str | None, tas
         "rows": n, "selected_rows": cur["mixtures"]["pool_mix"]["rows"],
         "curate_seconds": curate["seconds"], "rows_per_second": round(n / curate["seconds"]),
         "curate_peak_rss_mb": curate["peak_rss_mb"], "rows_arrow_mb": round(arrow_mb, 1),
+        "peak_over_arrow": round(curate["peak_rss_mb"] / arrow_mb, 2),
         "curation_phase_seconds": phase, "decide_seconds": round(decide, 2),
         "framework_overhead_share": round(1 - decide / phase, 3),
+        # where the rest of the phase goes (curation.json timing): reading the source (parse, ids, its
+        # cache entry), the mixture's draw, applying each step's decisions (its ledger part, the kept
+        # rows), the run directory's writes
+        "load_seconds": round(sum(v or 0 for v in cur["timing"].get("sources", {}).values()), 2),
+        "mix_seconds": round(sum(v or 0 for v in cur["timing"].get("mixtures", {}).values()), 2),
+        "apply_seconds": round(sum((s.get("seconds") or 0) - (s["decide_seconds"] or 0) for s in cur["timing"]["steps"]), 2),
+        "write_seconds": cur["timing"].get("write_seconds"),
         "steps": {s["step"]: s["decide_seconds"] for s in cur["timing"]["steps"]},
+    }
+    out["overhead_share_past_load"] = round(1 - decide / max(1e-9, phase - out["load_seconds"]), 3)
+    out |= {
         "card_seconds": card["seconds"], "card_peak_rss_mb": card["peak_rss_mb"],
         "audit_seconds": audit["seconds"], "audit_peak_rss_mb": audit["peak_rss_mb"],
         "ledger_mb": round(sum(p.stat().st_size for p in (run / "ledger").glob("*.parquet")) / 2**20, 1),

@@ -132,6 +132,7 @@ class Curation:
         started = time.time()
         self.curation_id = run_commit.new_curation_id()
         self.timing: list[dict] = []
+        self.phase_seconds: dict[str, dict] = {"sources": {}, "mixtures": {}}  # wall seconds outside the steps
         stamp = {"recipe_hash": self.recipe_hash, "curation_id": self.curation_id}
         tables: list[pa.Table] = []
         record: dict[str, Any] = {"recipe_hash": self.recipe_hash, "curation_id": self.curation_id,
@@ -140,11 +141,13 @@ class Curation:
             node = self.plan.get("source", name)
             if node.cached:
                 say(self.console, node, "[green]cached[/]")
+            t0 = time.perf_counter()
             try:
                 self.load_source(name)
             except NoValidRows as exc:
                 self._commit_failed(exc, tables, record, stamp, resolved_text)
                 raise
+            self.phase_seconds["sources"][name] = None if node.cached else round(time.perf_counter() - t0, 3)
             stats = self.source_stats(name)
             record["sources"][name] = {**{k: v for k, v in stats.items() if k != "quarantine"},
                                        "fingerprint": node.describe["content"],
@@ -163,15 +166,18 @@ class Curation:
         # the run directory, as a unit: uncommitted while its files change, committed last
         run_commit.uncommit(self.out)
         atomic_write_text(self.out / "resolved.yaml", resolved_text)
+        t0 = time.perf_counter()
         files = []
         for mix_name, rows in out.items():
             rel = f"datasets/{mix_name}.parquet"
             write_rows(rows, self.out / rel, stamp)
             files.append(rel)
         self._write_ledger(tables, stamp)
-        # wall time of the phase and of each step's decide (null: served from the cache), kept out of
-        # the funnel so the card stays the same from run to run
-        record["timing"] = {"seconds": round(time.time() - started, 3), "steps": self.timing}
+        # wall time of the phase, of each source's load and mixture's draw (null: served from the cache),
+        # of each step (``seconds``: its whole turn, ``decide_seconds``: the step's own decide) and of the
+        # run directory's writes; kept out of the funnel so the card stays the same from run to run
+        record["timing"] = {"seconds": round(time.time() - started, 3), "steps": self.timing, **self.phase_seconds,
+                            "write_seconds": round(time.perf_counter() - t0, 3)}
         atomic_write_text(self.out / "curation.json", json.dumps(record, indent=1, default=str))
         run_commit.commit(self.out, self.recipe_hash, self.curation_id, files + [LEDGER_INDEX, "curation.json"])
         self.seconds = time.time() - started
@@ -220,6 +226,7 @@ class Curation:
     def _curate_mixture(self, mix_name: str):
         node = self.plan.get("mixture", mix_name)
         entry = self.cache.path("mixture", node.key)
+        t0 = time.perf_counter()
         if self.cache.has("mixture", node.key):
             say(self.console, node, "[green]cached[/]")
             rows = self._cached_mixture_rows(entry)
@@ -246,6 +253,7 @@ class Curation:
             rows = result.arrow
             del result, parts
         self._fresh.clear()  # a later mixture reads its sources from the cache: no table held through the steps
+        self.phase_seconds["mixtures"][mix_name] = round(time.perf_counter() - t0, 3)
         tables: list = [ledger_mod.part_location(entry)]  # ledger parts, linked into the ledger at the end
         table = json.loads((entry / "table.json").read_text())
         self._print_outcome(mix_name, table)
@@ -253,6 +261,7 @@ class Curation:
         hashes = None  # the rows' ledger_folder.base_hashes, computed at the first step that runs, then carried
         for step_node in [n for n in self.plan.of_kind("step") if n.extra["mixture"] == mix_name]:
             rows_in = rows.num_rows
+            t0 = time.perf_counter()
             rows, decisions, extras, seconds, hashes = self._run_step(step_node, rows, hashes)
             tables.append(ledger_mod.part_location(self.cache.path("step", step_node.key)))
             codes = drop_codes(decisions)
@@ -261,7 +270,8 @@ class Curation:
                            "params": step_node.describe["params"], "rows_in": rows_in, "rows_out": rows.num_rows,
                            "dropped": codes, "extras": extras})
             self.timing.append({"mixture": mix_name, "step": step_node.name.split(":", 1)[1],
-                                "index": step_node.extra["index"], "rows_in": rows_in, "decide_seconds": seconds})
+                                "index": step_node.extra["index"], "rows_in": rows_in, "decide_seconds": seconds,
+                                "seconds": round(time.perf_counter() - t0, 3)})
             self.console.print(f"  {rows_in} -> {rows.num_rows} rows" + (f"  dropped: {codes}" if codes else ""))
         return rows, tables, funnel, table
 

@@ -27,20 +27,21 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from rich.table import Table
 
 from curation import ledger as ledger_mod
 from curation import ledger_folder
 from curation import run_commit
-from curation.console import progress, say
-from curation.files import atomic_path, atomic_write_text
-from curation.columns import table_of, take_rows
+from curation.console import outcome_table, progress, say
+from curation.files import atomic_write_text
+from curation.columns import table_of
 from curation.ledger import write_parquet
 
 LEDGER_INDEX = "ledger/index.json"  # what run.json commits for the ledger folder
 from curation.mixture import assemble, mix
 from curation.engine import make_engine
 from curation.rows import dataset_of
+from curation.selection import Selection
+from curation.stage_datasets import StageDatasets, write_rows
 from curation.sources import NoValidRows, load_source
 from curation.steps import STEPS
 from curation.steps.base import StepContext, StepError
@@ -172,6 +173,7 @@ class Curation:
             rel = f"datasets/{mix_name}.parquet"
             write_rows(rows, self.out / rel, stamp)
             files.append(rel)
+        out.clear()  # the datasets are read back from the files on first use (StageDatasets): no second copy
         self._write_ledger(tables, stamp)
         # wall time of the phase, of each source's load and mixture's draw (null: served from the cache),
         # of each step (``seconds``: its whole turn, ``decide_seconds``: the step's own decide) and of the
@@ -181,7 +183,7 @@ class Curation:
         atomic_write_text(self.out / "curation.json", json.dumps(record, indent=1, default=str))
         run_commit.commit(self.out, self.recipe_hash, self.curation_id, files + [LEDGER_INDEX, "curation.json"])
         self.seconds = time.time() - started
-        return {name: dataset_of(rows) for name, rows in out.items()}
+        return StageDatasets({name: self.out / f"datasets/{name}.parquet" for name in self.recipe.mixtures})
 
     def _commit_failed(self, exc: NoValidRows, tables: list, record: dict, stamp: dict, resolved_text: str) -> None:
         """A source with no valid row: its quarantine reaches the ledger (``recipe audit --reason``)."""
@@ -256,8 +258,9 @@ class Curation:
         self.phase_seconds["mixtures"][mix_name] = round(time.perf_counter() - t0, 3)
         tables: list = [ledger_mod.part_location(entry)]  # ledger parts, linked into the ledger at the end
         table = json.loads((entry / "table.json").read_text())
-        self._print_outcome(mix_name, table)
+        self.console.print(outcome_table(mix_name, table))
         funnel = [{"step": "mixture", "rows_in": sum(t["available"] for t in table), "rows_out": rows.num_rows, "dropped": {}}]
+        rows = Selection(rows)
         hashes = None  # the rows' ledger_folder.base_hashes, computed at the first step that runs, then carried
         for step_node in [n for n in self.plan.of_kind("step") if n.extra["mixture"] == mix_name]:
             rows_in = rows.num_rows
@@ -285,7 +288,7 @@ class Curation:
             copies = {src: saved[f"s{k}"] for k, src in enumerate(names)}
         return assemble({s: partial(self.source_table, s) for s in names}, copies, self.recipe.seed)
 
-    def _run_step(self, node, rows: pa.Table, hashes: np.ndarray | None = None):
+    def _run_step(self, node, rows: Selection, hashes: np.ndarray | None = None):
         """(kept rows, decision records, extras, seconds its decide took: None when served from the cache,
         the kept rows' id hashes: ``hashes`` of ``rows`` taken along, or None)."""
         entry = self.cache.path("step", node.key)
@@ -309,7 +312,10 @@ class Curation:
                 step = step_cls(params, ctx)
                 started = time.perf_counter()
                 advance = on_progress(f"{node.extra['step']} (row-local)", rows.num_rows) if step.row_local else None
-                decisions = self._engine.decide(step, rows, on_shard=advance)
+                # a row-local step on this machine decides over shards taken one at a time; any other gets the rows whole
+                table_in = rows.view() if step.row_local and self._engine.name == "local" else rows.table()
+                decisions = self._engine.decide(step, table_in, on_shard=advance)
+                del table_in
                 seconds = round(time.perf_counter() - started, 3)
                 if len(decisions.keep) != rows.num_rows:
                     raise StepError(f"step {node.name} returned {len(decisions.keep)} decisions for {rows.num_rows} rows")
@@ -322,7 +328,7 @@ class Curation:
                 # kept rows in the step's order when it gives one (iclm), else in input order: a step
                 # that only filters keeps an earlier step's order
                 kept_indices = np.asarray(decisions.kept_indices(), dtype=np.int64)
-                kept = take_rows(rows, kept_indices)
+                kept = rows.keep(kept_indices)
                 if rows.num_rows and not kept.num_rows:
                     raise StepError(f"selection.{node.extra['mixture']}[{node.extra['index']}] ({node.extra['step']}): "
                                     f"dropped all {rows.num_rows} rows ({drop_codes(table)}); loosen its options or remove it")
@@ -334,33 +340,12 @@ class Curation:
         hashes_out = None
         if (entry / KEPT_FILE).exists():
             kept_indices = np.load(entry / KEPT_FILE)
-            kept = take_rows(rows, kept_indices)
+            kept = rows.keep(kept_indices)
             hashes_out = None if hashes is None else hashes[kept_indices]
         else:  # an entry written before the kept indices (it holds the rows themselves)
-            kept = pq.read_table(entry / "rows.parquet")
+            kept = Selection(pq.read_table(entry / "rows.parquet"))
         return (kept, ledger_mod.read_part(entry, ["decision", "reason_code"]), json.loads((entry / "extras.json").read_text()),
                 seconds, hashes_out)
-
-    def _print_outcome(self, mix_name: str, table: list[dict]) -> None:
-        tokens = any("target_tokens" in r for r in table)
-        unit = "tokens" if tokens else "rows"
-        t = Table(title=f"mixture {mix_name}: outcome by source ({unit})", show_lines=False)
-        cols = ("source", "share", "available", "target", "observed", "target %", "observed %",
-                "repeated" if tokens else "tokens")
-        for col in cols:
-            t.add_column(col, justify="right" if col != "source" else "left")
-        for r in table:
-            if tokens:
-                share = f"{r['share']:g} of tokens" if r["share"] <= 1 else f"{int(r['share'])} tokens"
-                t.add_row(r["source"], share, str(r["available_tokens"]), str(r["target_tokens"]), str(r["observed_tokens"]),
-                          f"{100 * r['target_token_ratio']:.1f}", f"{100 * r['token_ratio']:.1f}",
-                          f"x{r['repetitions']:g} (cap {r['max_repetition']:g})")
-                continue
-            share = {"fraction": f"{r['share']:g} of rows", "upsample": f"x{r['share']:g}", "count": f"{int(r['share'])} rows"}[r["mode"]]
-            t.add_row(r["source"], share, str(r["available"]), str(r["target_rows"]), str(r["observed_rows"]),
-                      f"{100 * r['target_ratio']:.1f}", f"{100 * r['observed_ratio']:.1f}", str(r["observed_tokens"]))
-        self.console.print(t)
-
 
 def _copies_detail(copies: np.ndarray) -> pa.Array:
     """``copies=<k>`` for rows drawn more than once, null for the others."""
@@ -378,13 +363,3 @@ def drop_codes(decisions: pa.Table) -> dict[str, int]:
 
     dropped = decisions.filter(pc.not_equal(decisions.column("decision"), "keep")).column("reason_code").drop_null()
     return {c["values"]: c["counts"] for c in pc.value_counts(dropped).to_pylist() if c["values"]}
-
-
-def write_rows(rows, path: Path, stamp: dict | None = None) -> Path:
-    """A stage dataset as Parquet, atomically, with the curation stamp in its schema metadata."""
-    table = table_of(rows)
-    if stamp:
-        table = run_commit.stamp(table, stamp["recipe_hash"], stamp["curation_id"])
-    with atomic_path(path) as tmp:
-        write_parquet(table, tmp)
-    return path

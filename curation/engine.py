@@ -59,6 +59,12 @@ class LocalEngine:
 
         return map_column(fn, column, self.pool, **kwargs)
 
+    def spreads(self, n: int) -> bool:
+        """Whether :meth:`map_column` of ``n`` rows runs on the worker pool (else here, in one call)."""
+        from curation.row_local import spreads
+
+        return spreads(self.pool, n)
+
     def describe(self) -> str:
         return f"local ({self.pool.workers} worker processes for row-local steps)"
 

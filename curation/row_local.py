@@ -177,22 +177,47 @@ def _map_shard(where: tuple[str, str], payload: bytes, kwargs: dict):
     return getattr(importlib.import_module(where[0]), where[1])(column, **kwargs)
 
 
-def map_column(fn, column, pool: "WorkerPool | None", min_rows: int | None = None, **kwargs) -> list:
+def spreads(pool: "WorkerPool | None", n: int, min_rows: int | None = None) -> bool:
+    """Whether :func:`map_column` cuts a column of ``n`` rows across ``pool``'s workers."""
+    return pool is not None and pool.workers > 1 and n >= (MAP_MIN_ROWS if min_rows is None else min_rows)
+
+
+def map_column(fn, column, pool: "WorkerPool | None", min_rows: int | None = None, into: np.ndarray | None = None,
+               progress=None, **kwargs) -> list:
     """``fn(shard, **kwargs)`` over contiguous shards of an Arrow ``column``, in order: on ``pool``'s
-    processes when the column has ``min_rows`` or more and the pool more than one worker, else one
-    call here. ``fn`` is a module-level function (a worker imports it by name); results come back
-    pickled. The row-local inner loop of a global step (exact dedup's normalise-and-hash) runs here."""
+    processes when :func:`spreads` says so, else one call here. ``fn`` is a module-level function (a
+    worker imports it by name); results come back pickled. With ``into`` (an array of one row per
+    value) each shard's result is copied into its rows as it arrives and ``[into]`` is returned, so
+    the shards' results never exist all at once; ``progress(k)`` is told each finished shard's rows.
+    The row-local inner loop of a global step (exact dedup's hashes, MinHash signatures) runs here."""
     n = len(column)
-    if pool is None or pool.workers < 2 or n < (MAP_MIN_ROWS if min_rows is None else min_rows):
-        return [fn(column, **kwargs)]
+    if not spreads(pool, n, min_rows):
+        result = fn(column, **kwargs)
+        if progress:
+            progress(n)
+        if into is not None:
+            into[:] = result
+            return [into]
+        return [result]
     bounds = np.linspace(0, n, 2 * pool.workers + 1).astype(int)  # two shards a worker: one computes, one travels
     spans = [(int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     executor = pool.executor()
     where = (fn.__module__, fn.__qualname__)
     futures: list = []
     results: list = []
+
+    def collect() -> None:
+        a, k = spans[len(results)]
+        result = futures[len(results)].result()
+        if into is not None:
+            into[a:a + k] = result
+            result = None
+        results.append(result)
+        if progress:
+            progress(k)
+
     for i, (a, k) in enumerate(spans):  # at most two shards per worker in flight: bounded memory
         futures.append(executor.submit(_map_shard, where, _to_ipc(pa.table({"c": column.slice(a, k)})), kwargs))
         while len(futures) - len(results) > 2 * pool.workers or (i == len(spans) - 1 and len(results) < len(futures)):
-            results.append(futures[len(results)].result())
-    return results
+            collect()
+    return [into] if into is not None else results

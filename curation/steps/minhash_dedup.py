@@ -128,6 +128,11 @@ def signatures(texts: list[str], num_perm: int, seed: int, ngram: int, unit: str
     return MinHasher(num_perm, seed).signatures(texts, ngram, unit)
 
 
+def column_signatures(column, num_perm: int, seed: int, ngram: int, unit: str) -> np.ndarray:
+    """:func:`signatures` of an Arrow column of texts (a worker's shard, ``engine.map_column``)."""
+    return signatures(column.to_pylist(), num_perm, seed, ngram, unit)
+
+
 @STEPS.register("minhash_dedup")
 class MinHashDedup(Step):
     name = "minhash_dedup"
@@ -140,8 +145,14 @@ class MinHashDedup(Step):
             return Decisions(keep=np.zeros(0, bool), score=np.zeros(0), reason=[], extras={})
         plan = self.plan(rows)
         texts, m = plan.texts, len(plan.texts)
-        if self.ctx.engine is not None and self.ctx.engine.name != "local":  # where the engine runs work
-            sig = self.ctx.engine.map_texts(signatures, texts, num_perm=p.num_perm, seed=plan.seed, ngram=p.ngram, unit=p.unit)
+        engine = self.ctx.engine
+        if engine is not None and engine.name != "local":  # where the engine runs work
+            sig = engine.map_texts(signatures, texts, num_perm=p.num_perm, seed=plan.seed, ngram=p.ngram, unit=p.unit)
+        elif engine is not None and hasattr(engine, "spreads") and engine.spreads(m):  # the local engine's workers
+            advance = self.ctx.progress("minhash signatures", m) if self.ctx.progress else None
+            sig = np.empty((m, p.num_perm), dtype=np.uint32)
+            engine.map_column(column_signatures, pa.array(texts, pa.large_string()), into=sig, progress=advance,
+                              num_perm=p.num_perm, seed=plan.seed, ngram=p.ngram, unit=p.unit)
         else:
             advance = self.ctx.progress("minhash signatures", m) if self.ctx.progress else None
             sig = MinHasher(p.num_perm, plan.seed).signatures(texts, p.ngram, p.unit, advance=advance)

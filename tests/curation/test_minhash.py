@@ -170,3 +170,26 @@ def test_threshold_outside_unit_interval_is_a_recipe_error(cli, write_recipe, va
     res = cli("validate", write_recipe(r))
     assert res.exit_code == 2, res.output
     assert "selection.sft[1].minhash_dedup.threshold" in res.output and "Traceback" not in res.output
+
+
+def test_signatures_on_the_local_engines_workers_give_the_same_decisions(monkeypatch):
+    """A long column's signatures are computed in shards on the local engine's worker pool
+    (engine.map_column into one array): the decisions are those of one process."""
+    from curation import row_local
+    from curation.engine import LocalEngine
+
+    rng = random.Random(5)
+    originals = [_text(rng, 60) for _ in range(300)]
+    rows = [_chat(t) for t in originals] + [_chat(_edit(rng, t, 0.01)) for t in originals[:80]]
+    ds = rows_to_dataset(rows)
+    alone = _step().decide(ds)
+    monkeypatch.setattr(row_local, "MAP_MIN_ROWS", 50)
+    engine = LocalEngine(workers=2)
+    try:
+        assert engine.spreads(len(rows))
+        pooled = MinHashDedup(MinHashDedupParams(), StepContext(seed=0, engine=engine)).decide(ds)
+    finally:
+        engine.close()
+    assert pooled.keep.tolist() == alone.keep.tolist() and pooled.reason == alone.reason
+    assert np.allclose(pooled.score, alone.score) and pooled.extras == alone.extras
+    assert not alone.keep.all()  # there were duplicates to find

@@ -1,7 +1,9 @@
 """The curate_scale chain written directly in datatrove, for the side-by-side in ``curate_scale.py``.
 
-Run with a Python that has ``datatrove[processing]`` and ``spacy`` (not a dependency of
-recipe-kit; ``curate_scale.py --datatrove-python PATH`` runs this file with it):
+Run with a Python that has ``datatrove[processing]``, ``spacy``, ``orjson`` and ``pyarrow`` (not
+dependencies of recipe-kit: ``python -m venv /tmp/dtvenv && /tmp/dtvenv/bin/pip install
+'datatrove[processing]' spacy orjson pyarrow``; ``curate_scale.py --datatrove-python PATH`` runs this
+file with it):
 
     python benchmarks/datatrove_chain.py IN_DIR OUT_DIR --tasks 2
 

@@ -6,16 +6,17 @@
 with their distributed algorithms. A step's decisions do not depend on the engine, so the engine is
 in no cache key (nor in the recipe hash): a run on Ray is served from a local run's cache, and back.
 
-An engine offers the pipeline two calls::
+An engine offers the pipeline and the steps three calls::
 
     decide(step, table, on_shard) -> Decisions   # a step's decisions over a pyarrow table
     map_texts(fn, texts, **kwargs) -> list        # fn(chunk, **kwargs) per chunk of texts, in order
     map_column(fn, column, **kwargs) -> list      # fn(shard, **kwargs) per shard of an Arrow column, in order
 
-Steps with a data-parallel inner loop (MinHash signatures) call ``ctx.engine.map_texts`` so that
-loop runs where the engine runs work; exact dedup's normalise-and-hash pass calls ``map_column``,
-which the local engine spreads over its worker pool for a long column; with no engine (a step built
-outside the runner) it runs here.
+Global steps with a data-parallel inner loop run it where the engine runs work: MinHash signatures
+through ``map_texts`` on Ray and through ``map_column`` on the local engine, exact dedup's
+normalise-and-hash pass through ``map_column`` (the local engine spreads a long column over its
+worker pool, ``spreads(n)`` says whether it will); with no engine (a step built outside the
+runner) the loop runs in the step's process.
 """
 
 from __future__ import annotations

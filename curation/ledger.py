@@ -140,8 +140,11 @@ def write(tables: list, path: Path, stamp: dict | None = None) -> Path:
     schema = stamp_table(SCHEMA.empty_table(), stamp["recipe_hash"], stamp["curation_id"]).schema if stamp else SCHEMA
     path = Path(path)
     if path.suffix != ".parquet":
-        with atomic_folder(path) as tmp:
-            ledger_folder.write_folder(tables, tmp, schema, lambda t: conform(t).cast(SCHEMA), write_parquet)
+        try:
+            with atomic_folder(path) as tmp:
+                ledger_folder.write_folder(tables, tmp, schema, lambda t: conform(t).cast(SCHEMA), write_parquet)
+        except ledger_folder.FolderError as exc:  # a cached part changed on disk: said, not a traceback
+            raise LedgerError(str(exc)) from None
         return path
     with atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, schema, use_dictionary=["dataset", "step", "source", "decision", "reason_code"],
@@ -172,7 +175,13 @@ def part_location(entry: Path) -> Path:
 def read_part(entry: Path, columns: list[str] | None = None) -> pa.Table:
     """A cache entry's ledger part in record order (:func:`part_location`)."""
     path = part_location(entry)
-    return ledger_folder.read_part(path, columns) if path.is_dir() else pq.read_table(path, columns=columns)
+    if not path.is_dir():
+        return pq.read_table(path, columns=columns)
+    table = ledger_folder.read_part(path, columns)
+    if table is None:
+        empty = SCHEMA.empty_table()
+        return empty if columns is None else empty.select(columns)
+    return table
 
 
 ROW_GROUP_ROWS = 128 * 1024  # rows per Parquet row group: big enough to compress well, small enough to

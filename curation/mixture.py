@@ -144,6 +144,17 @@ def _drawn(ds: pa.Table, copies: np.ndarray) -> pa.Table:
                              pc.if_else(pa.array(copy_no > 0), suffixed, ids))
 
 
+def ids_digest(ids) -> str:
+    """A digest of a source's id column (its rows, in order), kept beside a mixture's copy counts so a
+    cached draw is never applied to other rows."""
+    from curation.shingles import hash_strings
+
+    ids = pa.chunked_array([ids]) if isinstance(ids, pa.Array) else ids
+    h = hash_strings(ids.combine_chunks()) if len(ids) else np.zeros(0, np.uint64)
+    weights = np.arange(1, len(h) + 1, dtype=np.uint64)  # order matters: position-weighted, wrapping sum
+    return f"{int((h * weights).sum(dtype=np.uint64)):016x}"
+
+
 def assemble(sources: dict[str, Any], copies: dict[str, np.ndarray], seed: int) -> pa.Table:
     """The mixed rows from each source's copy counts (in ``copies``' order; sources are tables or
     functions returning one), shuffled with ``seed``: what :func:`mix` returns, rebuilt from what a

@@ -9,9 +9,12 @@ the funnel) and, last, ``run.json``. A source whose every record is malformed st
 quarantine written and committed as a failed curation, so ``recipe audit R --reason CODE`` shows it.
 
 Rows move as Arrow tables from end to end: cached Parquet is read with ``pyarrow.parquet``, a
-step's kept rows are one ``take``, row-local steps decide in shards on every CPU
-(``curation.row_local``), and every file is written once with ``ledger.write_parquet``. Only
-steps without a batch form get a ``datasets.Dataset``, a zero-copy view of the same table.
+mixture's draw is rebuilt from its sources and copy counts (``mixture.assemble``), the steps narrow
+a :class:`~curation.selection.Selection` (the mixture's table and the kept rows' indices; row-local
+steps decide over shards of it on every CPU, ``curation.row_local``), a step's ledger part is saved
+in its cache entry already split by id bucket and copied into the run's ``ledger/``, and the stage
+dataset is written a row group at a time (``curation.stage_datasets``). Only steps without a batch
+form get a ``datasets.Dataset``, a zero-copy view of the same table.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from curation.columns import table_of
 from curation.ledger import write_parquet
 
 LEDGER_INDEX = "ledger/index.json"  # what run.json commits for the ledger folder
-from curation.mixture import assemble, mix
+from curation.mixture import MixtureError, assemble, ids_digest, mix
 from curation.engine import make_engine
 from curation.rows import dataset_of
 from curation.selection import Selection
@@ -92,8 +95,11 @@ class Curation:
                 result = load_source(name, self.recipe.sources[name], seed=self.recipe.seed,
                                      progress=lambda k: prog.advance(task, k))
             with self.cache.write("source", node.key, node.describe) as tmp:
-                self._fresh[name] = table_of(result.rows)
-                write_parquet(self._fresh[name], tmp / "rows.parquet")
+                table = table_of(result.rows)
+                if name in next(iter(self.recipe.mixtures.values()), {}):  # kept only for the first draw
+                    self._fresh[name] = table
+                write_parquet(table, tmp / "rows.parquet")
+                del table
                 with open(tmp / "quarantine.jsonl", "w") as fh:
                     for q in result.quarantine:
                         fh.write(json.dumps(q, ensure_ascii=False) + "\n")
@@ -175,9 +181,10 @@ class Curation:
             files.append(rel)
         out.clear()  # the datasets are read back from the files on first use (StageDatasets): no second copy
         self._write_ledger(tables, stamp)
-        # wall time of the phase, of each source's load and mixture's draw (null: served from the cache),
-        # of each step (``seconds``: its whole turn, ``decide_seconds``: the step's own decide) and of the
-        # run directory's writes; kept out of the funnel so the card stays the same from run to run
+        # wall time of the phase, of each source's load (null: served from the cache), of each mixture's
+        # draw (or its rebuild from a cached entry), of each step (``seconds``: its whole turn,
+        # ``decide_seconds``: the step's own decide, null when served from the cache) and of the run
+        # directory's writes; kept out of the funnel so the card stays the same from run to run
         record["timing"] = {"seconds": round(time.time() - started, 3), "steps": self.timing, **self.phase_seconds,
                             "write_seconds": round(time.perf_counter() - t0, 3)}
         atomic_write_text(self.out / "curation.json", json.dumps(record, indent=1, default=str))
@@ -249,7 +256,8 @@ class Curation:
             with self.cache.write("mixture", node.key, node.describe) as tmp:
                 # the draw's copy counts, not the rows: the rows are the sources' (assemble)
                 np.savez(tmp / COPIES_FILE, **{f"s{k}": info["copies"] for k, info in enumerate(result.ledger.values())})
-                (tmp / "sources.json").write_text(json.dumps(list(result.ledger)))
+                (tmp / "sources.json").write_text(json.dumps([{"source": src, "rows": len(info["ids"]), "ids": ids_digest(info["ids"])}
+                                                              for src, info in result.ledger.items()]))
                 ledger_mod.save_part(pa.concat_tables(parts), tmp / "decisions")
                 (tmp / "table.json").write_text(json.dumps(result.table))
             rows = result.arrow
@@ -276,6 +284,8 @@ class Curation:
                                 "index": step_node.extra["index"], "rows_in": rows_in, "decide_seconds": seconds,
                                 "seconds": round(time.perf_counter() - t0, 3)})
             self.console.print(f"  {rows_in} -> {rows.num_rows} rows" + (f"  dropped: {codes}" if codes else ""))
+        if rows.indices is not None and len(rows.indices) < rows.base.num_rows // 2:
+            rows.table()  # held until the run's writes: the kept rows, not a base twice their size
         return rows, tables, funnel, table
 
     def _cached_mixture_rows(self, entry: Path) -> pa.Table:
@@ -283,10 +293,19 @@ class Curation:
         entry written before the copy counts holds."""
         if not (entry / COPIES_FILE).exists():
             return pq.read_table(entry / "rows.parquet")
-        names = json.loads((entry / "sources.json").read_text())
+        drawn = [d if isinstance(d, dict) else {"source": d} for d in json.loads((entry / "sources.json").read_text())]
         with np.load(entry / COPIES_FILE) as saved:
-            copies = {src: saved[f"s{k}"] for k, src in enumerate(names)}
-        return assemble({s: partial(self.source_table, s) for s in names}, copies, self.recipe.seed)
+            copies = {d["source"]: saved[f"s{k}"] for k, d in enumerate(drawn)}
+
+        def source(d: dict) -> pa.Table:  # the rows the counts were drawn from, or a clear error
+            table = self.source_table(d["source"])
+            if "ids" in d and (table.num_rows != d["rows"] or ids_digest(table.column("id")) != d["ids"]):
+                raise MixtureError(f"source {d['source']!r} no longer holds the {d['rows']} rows its cached mixture "
+                                   f"{entry.name[:12]} was drawn from (a Hub source without a pinned revision changed?); "
+                                   f"pin `revision:` or remove {entry} and re-run")
+            return table
+
+        return assemble({d["source"]: partial(source, d) for d in drawn}, copies, self.recipe.seed)
 
     def _run_step(self, node, rows: Selection, hashes: np.ndarray | None = None):
         """(kept rows, decision records, extras, seconds its decide took: None when served from the cache,

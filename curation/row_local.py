@@ -168,6 +168,7 @@ def decide_table(step: Step, table: pa.Table, pool: WorkerPool | int | None = No
 
 
 MAP_MIN_ROWS = 200_000  # a column this long is worth cutting across workers (a cold pool starts in about a second)
+MAP_SHARDS_PER_WORKER = 8  # with at most two in flight per worker: bounded transfers, steady progress
 
 
 def _map_shard(where: tuple[str, str], payload: bytes, kwargs: dict):
@@ -199,7 +200,7 @@ def map_column(fn, column, pool: "WorkerPool | None", min_rows: int | None = Non
             into[:] = result
             return [into]
         return [result]
-    bounds = np.linspace(0, n, 2 * pool.workers + 1).astype(int)  # two shards a worker: one computes, one travels
+    bounds = np.linspace(0, n, MAP_SHARDS_PER_WORKER * pool.workers + 1).astype(int)
     spans = [(int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     executor = pool.executor()
     where = (fn.__module__, fn.__qualname__)
@@ -209,6 +210,7 @@ def map_column(fn, column, pool: "WorkerPool | None", min_rows: int | None = Non
     def collect() -> None:
         a, k = spans[len(results)]
         result = futures[len(results)].result()
+        futures[len(results)] = None  # the future holds its result: let it go
         if into is not None:
             into[a:a + k] = result
             result = None

@@ -4,8 +4,9 @@ Why: materialising every step's kept rows (a ``filter`` of the whole table) held
 rows at each step's end (its input and its output) and copied every text once per step. A
 :class:`Selection` is the mixture's table (``base``) and the kept rows' indices into it, in output
 order (``None``: every row, in order). A step that only filters narrows the indices; a row-local step
-decides over a :meth:`view`, whose shards (``slice``) are taken from ``base`` one at a time, so at
-most one shard's copy exists beside ``base``; a global step (dedup, ordering) gets the rows whole
+decides over a :meth:`view`, whose shards (``slice``) are taken from ``base`` on demand (in this
+process one at a time; for the worker pool, at most two per worker in flight), never a whole second
+copy; a global step (dedup, ordering) gets the rows whole
 (:meth:`table`, which from then on is the new ``base``). The stage dataset is written a row group at
 a time (:meth:`write`), never as a second whole copy. On the 1M-row chain of
 ``benchmarks/curate_scale.py`` (exact_dedup, length, repetition, garbage) this is what keeps the

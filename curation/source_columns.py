@@ -129,24 +129,60 @@ def _ids(source: str, text: pa.Array) -> pa.Array:
         return pa.array(_hex_ids(source, text), pa.string())
     half = -(-n // 2 // ID_CHUNK) * ID_CHUNK
     shared = mmap.mmap(-1, 16 * (n - half))
+    pid = None
     try:
-        with warnings.catch_warnings():  # Python 3.12 warns on fork with threads; the child runs none of theirs
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-    except OSError:
-        pid = None
-    if pid == 0:  # the child: hash the second half, write it, leave without running the parent's exit handlers
-        code = 1
         try:
-            shared[:] = "".join(_hex_ids(source, text.slice(half))).encode("ascii")
-            code = 0
-        finally:
-            os._exit(code)
-    first = _fixed_width("".join(_hex_ids(source, text.slice(0, half))).encode("ascii"), half)
-    ok = pid is not None and os.waitpid(pid, 0)[1] == 0
-    second = _fixed_width(bytes(shared), n - half) if ok else pa.array(_hex_ids(source, text.slice(half)), pa.string())
-    shared.close()
+            with warnings.catch_warnings():  # Python 3.12 warns on fork with threads; the child runs none of theirs
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError:
+            pid = None
+        if pid == 0:  # the child: hash the second half, write it, leave without running the parent's exit handlers
+            code = 1
+            try:
+                shared[:] = "".join(_hex_ids(source, text.slice(half))).encode("ascii")
+                code = 0
+            finally:
+                os._exit(code)
+        first = _fixed_width("".join(_hex_ids(source, text.slice(0, half))).encode("ascii"), half)
+        ok = pid is not None and _child_succeeded(pid, CHILD_SECONDS_PER_ROW * (n - half) + 30)
+        pid = None  # reaped
+        second = _fixed_width(bytes(shared), n - half) if ok else pa.array(_hex_ids(source, text.slice(half)), pa.string())
+    finally:
+        if pid:  # the parent's half failed (an interrupt): do not leave the child behind
+            _stop(pid)
+        shared.close()
     return pa.concat_arrays([first, second])
+
+
+CHILD_SECONDS_PER_ROW = 2e-5  # a child hashing well slower than this (10x the rate here) is taken as stuck
+
+
+def _child_succeeded(pid: int, deadline_s: float) -> bool:
+    """Wait for the hashing child up to ``deadline_s`` (a child stuck on a lock a parent's thread held
+    at fork would otherwise hang the load); past it the child is killed and its half hashed here."""
+    import os
+    import time
+
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status == 0
+        time.sleep(0.005)
+    _stop(pid)
+    return False
+
+
+def _stop(pid: int) -> None:
+    import os
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 def load_text_rows(ds, spec, name: str) -> tuple[pa.Table, list[dict], int]:

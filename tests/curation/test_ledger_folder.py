@@ -164,7 +164,7 @@ def test_a_killed_writers_leftover_folders_are_removed_by_the_next_write(tmp_pat
 
 def test_cache_entries_hold_bucketed_parts_linked_into_the_run_and_old_entries_still_read(tmp_path, write_recipe, cli):
     """A mixture's draw and a step's decisions are bucketed once, in their cache entry (``decisions/``);
-    the run's ledger links those files; a mixture entry keeps copy counts, not rows. Cache entries from
+    the run's ledger copies those files as they are (a changed one is a clear error); a mixture entry keeps copy counts, not rows. Cache entries from
     before (one ``decisions.parquet``, a mixture's ``rows.parquet``) still serve a run, whose ledger and
     datasets are then the same."""
     path = write_recipe(card_recipe(tmp_path))
@@ -173,8 +173,17 @@ def test_cache_entries_hold_bucketed_parts_linked_into_the_run_and_old_entries_s
     saved = sorted(cache.rglob("decisions/part.json"))
     assert saved, "no cache entry holds a bucketed part"
     index = ledger_folder.read_index(tmp_path / "a" / "ledger")
-    linked = [tmp_path / "a" / "ledger" / f for p in index["parts"] for f in p["files"]]
-    assert sum(f.stat().st_nlink > 1 for f in linked) >= len(saved)  # hard links, not copies
+    cached = {f.read_bytes() for info in saved for f in info.parent.glob("*.parquet")}
+    run_files = [tmp_path / "a" / "ledger" / f for p in index["parts"] for f in p["files"]]
+    assert sum(f.read_bytes() in cached for f in run_files) == len(cached)  # the cached files, copied as they are
+    assert all(f.stat().st_nlink == 1 for f in run_files)  # copies, not links: the cache is not the run's
+    victim = next(info.parent for info in saved)  # a cached part changed after it was written: a clear error
+    part_file = next(victim.glob("*.parquet"))
+    original = part_file.read_bytes()
+    part_file.write_bytes(original + b"junk")
+    res = cli("curate", path, "--out", tmp_path / "c", "--cache-dir", cache)
+    assert res.exit_code == 1 and "changed after it was cached" in res.output and "Traceback" not in res.output
+    part_file.write_bytes(original)
     for info in saved:  # back to the stop-21 layout
         folder = info.parent
         ledger.write_parquet(ledger.read_part(folder.parent), folder.parent / "decisions.parquet")
@@ -183,7 +192,7 @@ def test_cache_entries_hold_bucketed_parts_linked_into_the_run_and_old_entries_s
     record = json.loads((tmp_path / "a" / "curation.json").read_text())
     seed = yaml.safe_load((tmp_path / "a" / "resolved.yaml").read_text())["seed"]
     for counts in cache.rglob("copies.npz"):
-        names = json.loads((counts.parent / "sources.json").read_text())
+        names = [d["source"] for d in json.loads((counts.parent / "sources.json").read_text())]
         with np.load(counts) as saved:
             copies = {src: saved[f"s{k}"] for k, src in enumerate(names)}
         rows = assemble({s: pq.read_table(record["sources"][s]["rows_path"]) for s in names}, copies, seed)

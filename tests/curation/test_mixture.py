@@ -88,3 +88,28 @@ def test_token_mixture_errors_at_validate(cli, write_recipe, entries, message):
     r["mixtures"] = {"sft": entries}
     res = cli("validate", write_recipe(r))
     assert res.exit_code == 2 and "mixtures.sft" in res.output and message in res.output, res.output
+
+
+def test_a_cached_draw_is_never_applied_to_other_rows(tmp_path, write_recipe, cli):
+    """A mixture's cache entry keeps each source's copy counts with its row count and id digest: a source
+    entry that now holds other rows (a Hub source without a pinned revision that changed) is a clear
+    error naming the fix, not a misaligned draw."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from curation.ledger import write_parquet
+    from tests.curation.card.conftest import card_recipe
+
+    path = write_recipe(card_recipe(tmp_path))
+    cache = tmp_path / "cache"
+    assert cli("curate", path, "--out", tmp_path / "a", "--cache-dir", cache).exit_code == 0
+    drawn = json.loads(next(cache.rglob("sources.json")).read_text())
+    assert all({"source", "rows", "ids"} <= set(d) for d in drawn)
+    record = json.loads((tmp_path / "a" / "curation.json").read_text())
+    rows_path = record["sources"][drawn[0]["source"]]["rows_path"]
+    table = pq.read_table(rows_path)
+    write_parquet(table.slice(1), rows_path)  # the source entry now holds other rows
+    res = cli("curate", path, "--out", tmp_path / "b", "--cache-dir", cache)
+    assert res.exit_code == 1 and "no longer holds" in res.output and "revision" in res.output
+    assert "Traceback" not in res.output

@@ -72,12 +72,28 @@ def test_ids_hashed_in_two_processes_equal_those_hashed_in_one(monkeypatch):
     monkeypatch.setattr(source_columns, "ID_CHUNK", 1000)
     import curation.row_local as row_local
     monkeypatch.setattr(row_local, "available_cpus", lambda: 2)
+    real_fork, forks = os.fork, []
+
+    def counted_fork():
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", counted_fork)
     assert source_columns._ids("s", text).to_pylist() == serial
-    real_fork = os.fork
+    assert len(forks) == 1  # the second half was hashed by a child
     monkeypatch.setattr(os, "fork", lambda: (_ for _ in ()).throw(OSError("no fork")))
     assert source_columns._ids("s", text).to_pylist() == serial
     monkeypatch.setattr(os, "fork", real_fork)
     monkeypatch.setattr(source_columns, "_hex_ids", lambda src, t, real=source_columns._hex_ids: (
         os._exit(3) if os.getpid() != parent else real(src, t)))
     parent = os.getpid()
+    assert source_columns._ids("s", text).to_pylist() == serial
+    # a child that hangs past its deadline is killed and its half hashed here
+    monkeypatch.setattr(source_columns, "CHILD_SECONDS_PER_ROW", 0.0)
+    monkeypatch.setattr(source_columns, "_child_succeeded", lambda pid, deadline_s, real=source_columns._child_succeeded:
+                        real(pid, 0.2))
+    monkeypatch.setattr(source_columns, "_hex_ids", lambda src, t, real=source_columns._hex_ids: (
+        __import__("time").sleep(60) if os.getpid() != parent else real(src, t)))
     assert source_columns._ids("s", text).to_pylist() == serial

@@ -2,9 +2,10 @@
 
 Why a folder (issue 16, item 4): a single ``ledger.parquet`` has one writer and every reader scans all
 of it. ``benchmarks/ledger_lookup.py --rows 1000000`` measured the look-up of one id (what ``recipe
-audit`` does), side by side: 0.644 s in the single file, 0.637 s in one part per step and shard (the
-parts do not help a look-up by id), 0.076 s in this folder (8.5x); the price is the write (3.67 s
-against 2.47 s at 5M records) and a whole step's read back in order (0.35 s against 0.10 s). So the
+audit`` does), side by side: 0.363 s in the single file, 0.432 s in one part per step and shard
+(the parts do not help a look-up by id), 0.037 s in this folder (9.9x); the price is the write (1.58 s
+against 1.13 s at 5M records, 89.0 MB against 82.9) and a whole step's read back in order (0.15 s
+against 0.06 s). So the
 folder has both cuts: a *part* per ledger part the runner writes (the load's quarantine, each
 mixture draw, each step's decisions, stage records), which the card reads alone when it needs one
 step; and inside each part one file per *bucket* of the row id, so a look-up opens one file per part.

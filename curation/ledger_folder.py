@@ -71,10 +71,9 @@ class FolderError(Exception):
     pass
 
 
-def bucket_count(total_records: int, parts: int) -> int:
+def bucket_count(records: int) -> int:
     """A power of two, so that one part's bucket holds about RECORDS_PER_BUCKET records."""
-    per_part = total_records / max(parts, 1)
-    want = max(1, int(np.ceil(per_part / RECORDS_PER_BUCKET)))
+    want = max(1, int(np.ceil(records / RECORDS_PER_BUCKET)))
     return min(MAX_BUCKETS, 1 << (want - 1).bit_length())
 
 
@@ -117,7 +116,7 @@ def write_part(table: pa.Table, folder: Path, name: str, write_parquet, schema: 
     run stamp) defaults to the table's own plus ``record``, unstamped: a cache entry's part, linked
     into many runs' folders (:func:`write_folder`)."""
     n = table.num_rows
-    buckets = bucket_count(n, 1)
+    buckets = bucket_count(n)
     out_schema = schema if schema is not None else table.schema.remove_metadata().append(pa.field(ORDER, pa.int64()))
     table = table.append_column(ORDER, pa.array(np.arange(n, dtype=np.int64))).cast(out_schema)
     b = buckets_of(table.column("row_id"), buckets, hashes)

@@ -89,11 +89,6 @@ class MixtureResult:
         return dataset_of(self.arrow)
 
 
-def token_count(rows) -> int:
-    """Whitespace tokens of all text in canonical rows (model-free, for the mixture table)."""
-    return int(_row_tokens(rows).sum())
-
-
 def _row_tokens(rows) -> np.ndarray:
     return word_counts(text_column(rows, "all"))
 

@@ -319,9 +319,11 @@ def _columnar(name: str, spec, fmt_name: str):
     if not local.is_file():
         return None
     if _suffix(str(local)) == ".jsonl" and not str(local).endswith(".gz") and source_columns.direct(spec):
-        table = source_columns.read_jsonl(str(local))
-        if table is not None and source_columns.applies(spec, fmt_name, table.schema):
-            return source_columns.load_text_rows(table, spec, name)
+        from curation.jsonl_text import read_text_column
+
+        column = read_text_column(str(local), (spec.fields or {}).get("text", "text"), spec.limit)
+        if column is not None and source_columns.applies(spec, fmt_name, column.schema):
+            return source_columns.load_text_rows(column, spec, name)
     ds = _builder_dataset(str(local))
     if ds is None or not source_columns.applies(spec, fmt_name, ds.features):
         return None

@@ -40,6 +40,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from card_scale import make_source, recipe  # noqa: E402
 
 
+# what `recipe curate` has imported before it reads a row (pyarrow, numpy, datasets, pandas, the card's matplotlib)
+LIBRARIES = "import recipe.run, curation.pipeline, curation.card.writer"
+
+
 def timed(cmd: list[str], **kw) -> dict:
     """Run ``cmd`` under GNU time: wall seconds, peak RSS (MB), and its stdout+stderr."""
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=ROOT, capture_output=True, text=True, **kw)
@@ -60,7 +64,7 @@ def split_jsonl(src: Path, folder: Path, parts: int) -> None:
         (folder / f"part-{i}.jsonl").write_text("".join(lines[i * step:(i + 1) * step]))
 
 
-def one_size(n: int, tmp: Path, bin_dir: Path, datatrove_python: str | None, tasks: int) -> dict:
+def one_size(n: int, tmp: Path, bin_dir: Path, datatrove_python: str | None, tasks: int, libs_mb: float) -> dict:
     import pyarrow.parquet as pq
 
     src = tmp / f"pool_{n}.jsonl"
@@ -80,6 +84,9 @@ def one_size(n: int, tmp: Path, bin_dir: Path, datatrove_python: str | None, tas
         "curate_seconds": curate["seconds"], "rows_per_second": round(n / curate["seconds"]),
         "curate_peak_rss_mb": curate["peak_rss_mb"], "rows_arrow_mb": round(arrow_mb, 1),
         "peak_over_arrow": round(curate["peak_rss_mb"] / arrow_mb, 2),
+        # the peak less what the process holds before it reads a row (the interpreter and the libraries
+        # `recipe curate` imports), over the rows' Arrow bytes: the part that grows with the data
+        "peak_past_libraries_over_arrow": round((curate["peak_rss_mb"] - libs_mb) / arrow_mb, 2),
         "curation_phase_seconds": phase, "decide_seconds": round(decide, 2),
         "framework_overhead_share": round(1 - decide / phase, 3),
         # where the rest of the phase goes (curation.json timing): reading the source (parse, ids, its
@@ -119,11 +126,12 @@ def main() -> None:
     args = ap.parse_args()
     bin_dir = Path(sys.executable).parent
     base = timed([str(bin_dir / "recipe"), "--help"])
+    libs = timed([sys.executable, "-c", LIBRARIES])
     with tempfile.TemporaryDirectory() as tmp:
-        sizes = [one_size(n, Path(tmp), bin_dir, args.datatrove_python, args.tasks) for n in args.rows]
+        sizes = [one_size(n, Path(tmp), bin_dir, args.datatrove_python, args.tasks, libs["peak_rss_mb"]) for n in args.rows]
     result = {"command": "python benchmarks/curate_scale.py " + " ".join(sys.argv[1:]),
               "steps": ["exact_dedup", "length", "repetition", "garbage"],
-              "cli_import_rss_mb": base["peak_rss_mb"], "sizes": sizes}
+              "cli_import_rss_mb": base["peak_rss_mb"], "libraries_rss_mb": libs["peak_rss_mb"], "sizes": sizes}
     if len(sizes) > 1:
         a, b = sizes[0], sizes[-1]
         result["growth"] = {"rows": round(b["rows"] / a["rows"], 1), "seconds": round(b["curate_seconds"] / a["curate_seconds"], 2)}
@@ -131,7 +139,8 @@ def main() -> None:
     args.results.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     keys = [k for k in sizes[0] if k != "steps"]
     md = ["# Curation at scale (issue 15)", "", f"Command: `{result['command']}` (this 2-core machine).", "",
-          f"`recipe --help` peak RSS (the CLI's imports): {base['peak_rss_mb']} MB.", "",
+          f"`recipe --help` peak RSS (the CLI's imports): {base['peak_rss_mb']} MB. The libraries `recipe curate` "
+          f"imports before it reads a row (`python -c \"{LIBRARIES}\"`): {libs['peak_rss_mb']} MB.", "",
           "| measure | " + " | ".join(f"{s['rows']:,} rows" for s in sizes) + " |", "|---|" + "---:|" * len(sizes)]
     md += [f"| {k} | " + " | ".join(str(s.get(k, "")) for s in sizes) + " |" for k in keys]
     md += ["", "Decide seconds per step: " + "; ".join(f"{s['rows']:,} rows: {s['steps']}" for s in sizes)]

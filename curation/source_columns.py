@@ -184,9 +184,9 @@ def load_text_rows(ds, spec, name: str) -> tuple[pa.Table, list[dict], int]:
         table = ds.data.table
     n = table.num_rows if spec.limit is None else min(spec.limit, table.num_rows)
     table = table.slice(0, n)
-    if col in table.column_names:  # one array: a streamed column is one chunk already (no copy)
+    if col in table.column_names:  # a streamed column is one chunk already, or one per 2 GiB of text (kept so)
         text = table.column(col).cast(pa.string())
-        text = text.chunk(0) if text.num_chunks == 1 else text.combine_chunks()
+        text = text.chunk(0) if text.num_chunks == 1 else text if isinstance(ds, _TableRows) else text.combine_chunks()
     else:
         text = pa.nulls(n, pa.string())
     missing = np.asarray(text.is_null(), dtype=bool)

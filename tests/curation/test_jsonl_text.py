@@ -60,8 +60,13 @@ def test_what_the_stream_cannot_read_goes_to_the_tolerant_readers(tmp_path, smal
     assert jsonl_text.read_text_column(str(path), "body") is None
 
 
-def test_a_streamed_source_equals_the_general_loader(tmp_path, small_blocks, monkeypatch):
-    """Through ``load_source``: many blocks give the rows, ids, quarantine and stats of the per-record loader."""
+@pytest.mark.parametrize("max_chunk", [jsonl_text.MAX_CHUNK_BYTES, 4096])
+def test_a_streamed_source_equals_the_general_loader(tmp_path, small_blocks, monkeypatch, max_chunk):
+    """Through ``load_source``: many blocks (and several chunks, as past 2 GiB of text) give the rows,
+    ids, quarantine and stats of the per-record loader."""
+    monkeypatch.setattr(jsonl_text, "MAX_CHUNK_BYTES", max_chunk)
+    monkeypatch.setattr(source_columns, "PARALLEL_MIN_ROWS", 50)  # the ids' two-process path over chunks too
+    monkeypatch.setattr(source_columns, "ID_CHUNK", 64)
     records = [{"body": t, "n": i} for i, t in enumerate(_TEXTS * 40)]
     spec = FileSource(path=str(_write(tmp_path / "t.jsonl", records)), kind="text", fields={"text": "body"},
                       license="CC0-1.0")

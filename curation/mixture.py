@@ -83,6 +83,7 @@ class MixtureResult:
     arrow: pa.Table  # the mixed rows
     table: list[dict] = field(default_factory=list)  # outcome by source
     ledger: dict[str, dict] = field(default_factory=dict)  # source -> {ids (Arrow), copies (numpy)}
+    row_tokens: np.ndarray | None = None  # whitespace tokens of each mixed row, in ``arrow``'s order
 
     @property
     def rows(self) -> datasets.Dataset:
@@ -161,7 +162,21 @@ def assemble(sources: dict[str, Any], copies: dict[str, np.ndarray], seed: int) 
         del table
     rows = pa.concat_tables(parts)
     del parts
-    return rows.take(pa.array(np.random.default_rng(seed).permutation(rows.num_rows)))  # = Dataset.shuffle(seed)
+    return rows.take(pa.array(shuffle_order(rows.num_rows, seed)))
+
+
+def shuffle_order(n: int, seed: int) -> np.ndarray:
+    """The mixed rows' order: a permutation of the concatenated draws (= ``Dataset.shuffle(seed)``)."""
+    return np.random.default_rng(seed).permutation(n)
+
+
+def mixed_values(values: dict[str, np.ndarray], copies: dict[str, np.ndarray], seed: int) -> np.ndarray:
+    """Per-row values of each source (``values[src][i]`` for its row ``i``) in the order :func:`assemble`
+    puts the mixed rows: each source's rows repeated by their copies (what ``_drawn`` takes), the
+    sources in ``copies``' order, then :func:`shuffle_order`."""
+    parts = [np.repeat(np.asarray(values[src]), np.asarray(c, dtype=np.int64)) for src, c in copies.items()]
+    joined = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    return joined[shuffle_order(len(joined), seed)]
 
 
 def mix(name: str, entries: dict[str, Any], sources: dict[str, Any], seed: int) -> MixtureResult:
@@ -209,6 +224,7 @@ def mix(name: str, entries: dict[str, Any], sources: dict[str, Any], seed: int) 
         for entry in table:
             src = entry["source"]
             tokens = row_tokens[src] if token_mode else counted.pop(src).result()
+            row_tokens[src] = tokens
             entry["observed_tokens"] = int(np.dot(tokens, all_copies[src]))
             if token_mode:
                 entry.update(available_tokens=int(tokens.sum()), target_tokens=targets[src], max_repetition=shares[src].cap,
@@ -223,4 +239,4 @@ def mix(name: str, entries: dict[str, Any], sources: dict[str, Any], seed: int) 
         t["token_ratio"] = t["observed_tokens"] / total_tokens
         if "target_tokens" in t:  # a token mixture: the ratios that matter are of tokens
             t["target_token_ratio"] = t["target_tokens"] / total_target_tokens
-    return MixtureResult(rows, table, ledger)
+    return MixtureResult(rows, table, ledger, mixed_values(row_tokens, all_copies, seed))

@@ -37,6 +37,7 @@ from curation import run_commit
 from curation.console import outcome_table, progress, say
 from curation.files import atomic_write_text
 from curation.columns import table_of
+from curation.composition import composition
 from curation.ledger import write_parquet
 
 LEDGER_INDEX = "ledger/index.json"  # what run.json commits for the ledger folder
@@ -52,6 +53,7 @@ from curation.steps.base import StepContext, StepError
 
 KEPT_FILE = "kept.npy"  # a step entry's kept rows: int64 indices into its input, in output order
 COPIES_FILE = "copies.npz"  # a mixture entry's draw: each source's copy counts (sources.json gives their order)
+TOKENS_FILE = "row_tokens.npy"  # a mixture entry's whitespace tokens per mixed row (the card's composition)
 
 
 class Curation:
@@ -165,11 +167,13 @@ class Curation:
                 tables.append(ledger_mod.quarantine_table(name, stats["quarantine"]))
         out: dict[str, pa.Table] = {}
         for mix_name in self.recipe.mixtures:
-            rows, mix_tables, funnel, table = self._curate_mixture(mix_name)
+            rows, mix_tables, funnel, table, made_of = self._curate_mixture(mix_name)
             tables += mix_tables
             out[mix_name] = rows
             record["mixtures"][mix_name] = {"outcome_by_source": table, "funnel": funnel,
                                             "rows": rows.num_rows, "dataset_key": self.dataset_key(mix_name)}
+            if made_of is not None:
+                record["mixtures"][mix_name]["composition"] = made_of
         # the run directory, as a unit: uncommitted while its files change, committed last
         run_commit.uncommit(self.out)
         atomic_write_text(self.out / "resolved.yaml", resolved_text)
@@ -239,6 +243,7 @@ class Curation:
         if self.cache.has("mixture", node.key):
             say(self.console, node, "[green]cached[/]")
             rows = self._cached_mixture_rows(entry)
+            tokens = np.load(entry / TOKENS_FILE).astype(np.int64) if (entry / TOKENS_FILE).exists() else None
         else:
             say(self.console, node, "mixing")
             entries = self.recipe.mixtures[mix_name]
@@ -260,7 +265,8 @@ class Curation:
                                                               for src, info in result.ledger.items()]))
                 ledger_mod.save_part(pa.concat_tables(parts), tmp / "decisions")
                 (tmp / "table.json").write_text(json.dumps(result.table))
-            rows = result.arrow
+                np.save(tmp / TOKENS_FILE, result.row_tokens.astype(np.int32))
+            rows, tokens = result.arrow, result.row_tokens
             del result, parts
         self._fresh.clear()  # a later mixture reads its sources from the cache: no table held through the steps
         self.phase_seconds["mixtures"][mix_name] = round(time.perf_counter() - t0, 3)
@@ -268,7 +274,7 @@ class Curation:
         table = json.loads((entry / "table.json").read_text())
         self.console.print(outcome_table(mix_name, table))
         funnel = [{"step": "mixture", "rows_in": sum(t["available"] for t in table), "rows_out": rows.num_rows, "dropped": {}}]
-        rows = Selection(rows)
+        rows = Selection(rows, carried={} if tokens is None else {"tokens": tokens})
         hashes = None  # the rows' ledger_folder.base_hashes, computed at the first step that runs, then carried
         for step_node in [n for n in self.plan.of_kind("step") if n.extra["mixture"] == mix_name]:
             rows_in = rows.num_rows
@@ -286,7 +292,16 @@ class Curation:
             self.console.print(f"  {rows_in} -> {rows.num_rows} rows" + (f"  dropped: {codes}" if codes else ""))
         if rows.indices is not None and len(rows.indices) < rows.base.num_rows // 2:
             rows.table()  # held until the run's writes: the kept rows, not a base twice their size
-        return rows, tables, funnel, table
+        return rows, tables, funnel, table, self._composition(rows)
+
+    @staticmethod
+    def _composition(rows: Selection) -> dict | None:
+        """The curated rows' composition from the token counts carried from the draw (None where the
+        draw has none: a mixture cached by an older version; the card then counts them itself)."""
+        tokens = rows.values("tokens")
+        if tokens is None:
+            return None
+        return composition(rows.column("source"), rows.column("kind"), rows.column("skill"), tokens)
 
     def _cached_mixture_rows(self, entry: Path) -> pa.Table:
         """A cached mixture's rows: assembled from its sources and copy counts, or read from the rows an

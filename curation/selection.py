@@ -36,9 +36,16 @@ def _take(base: pa.Table, idx: np.ndarray) -> pa.Table:
 class Selection:
     """``base`` (an Arrow table) narrowed to ``indices`` (int64, output order; None: all of it)."""
 
-    def __init__(self, base: pa.Table, indices: np.ndarray | None = None):
+    def __init__(self, base: pa.Table, indices: np.ndarray | None = None, carried: dict[str, np.ndarray] | None = None):
         self.base = base
         self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
+        # per-row values aligned with ``base`` that follow the rows as they narrow (the mixture's token counts)
+        self.carried = dict(carried or {})
+
+    def values(self, name: str) -> np.ndarray | None:
+        """The selected rows' carried ``name`` values, in output order (None: nothing carried under it)."""
+        values = self.carried.get(name)
+        return values if values is None or self.indices is None else values[self.indices]
 
     @property
     def num_rows(self) -> int:
@@ -52,6 +59,7 @@ class Selection:
     def table(self) -> pa.Table:
         """The selected rows as one table; it becomes this selection's ``base`` (taken once)."""
         if self.indices is not None:
+            self.carried = {name: values[self.indices] for name, values in self.carried.items()}
             self.base, self.indices = take_rows(self.base, self.indices), None
         return self.base
 
@@ -64,9 +72,9 @@ class Selection:
         kept = np.asarray(kept, dtype=np.int64)
         if self.indices is None:
             if len(kept) == self.base.num_rows and bool((np.diff(kept) > 0).all()):
-                return Selection(self.base)
-            return Selection(self.base, kept)
-        return Selection(self.base, self.indices[kept])
+                return Selection(self.base, carried=self.carried)
+            return Selection(self.base, kept, self.carried)
+        return Selection(self.base, self.indices[kept], self.carried)
 
     def write(self, path: Path, schema_metadata: dict | None, write_parquet, row_group_rows: int) -> None:
         """The selected rows as one Parquet file, a row group's take at a time (``write_parquet``'s

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 from curation.card import provenance
 from curation.card.examples import examples
 from curation.card.run_files import RunFiles
-from curation.columns import normalised, text_column, word_counts
+from curation import composition
+from curation.columns import normalised, text_column
 from curation.steps.exact_dedup import normalise
 
 CARD_VERSION = 1
@@ -88,23 +89,11 @@ def _sources(run: RunFiles) -> list[dict]:
 
 
 # ---------------------------------------------------------------------- composition
-def _counts(column) -> dict[str, int]:
-    """Value counts, most frequent first (ties in first-seen order, as ``Counter.most_common``)."""
-    counts = pc.value_counts(column).to_pylist()
-    return {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: -c["counts"])}
-
-
 def _composition(run: RunFiles, mixture: str) -> dict:
-    """Rows and whitespace tokens by source, rows by kind and skill: Arrow group-bys over the dataset."""
-    table = run.dataset(mixture)
-    tokens = word_counts(text_column(table, "all"))
-    by = pa.table({"source": table.column("source"), "tokens": tokens}).group_by("source").aggregate(
-        [("tokens", "count"), ("tokens", "sum")]).to_pylist()
-    by_source = {r["source"]: {"rows": r["tokens_count"], "tokens": int(r["tokens_sum"] or 0)} for r in by}
-    return {"rows": table.num_rows, "tokens": int(tokens.sum()),
-            "by_source": dict(sorted(by_source.items())),
-            "by_kind": _counts(table.column("kind")),
-            "by_skill": _counts(table.column("skill").fill_null("(none)"))}
+    """Rows and whitespace tokens by source, rows by kind and skill: what the runner kept in
+    ``curation.json`` (``curation.composition``), else counted over the dataset (a run written before)."""
+    stored = run.curation.get("mixtures", {}).get(mixture, {}).get("composition")
+    return stored if stored is not None else composition.of_table(run.dataset(mixture))
 
 
 # ---------------------------------------------------------------------- preprocessing
@@ -120,7 +109,7 @@ def _score_summary(run: RunFiles, mixture: str, step: str) -> dict | None:
 
 def _ledger_reasons(run: RunFiles, mixture: str, step: str) -> dict[str, int]:
     dropped = run.ledger_of(mixture, step, ["reason_code"], where=pc.field("decision") != "keep")
-    return {k: v for k, v in _counts(dropped.column("reason_code").drop_null()).items() if k}
+    return {k: v for k, v in composition.counts(dropped.column("reason_code").drop_null()).items() if k}
 
 
 def thresholds(step: dict) -> dict[str, float]:

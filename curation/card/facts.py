@@ -98,7 +98,7 @@ def _composition(run: RunFiles, mixture: str) -> dict:
 
 # ---------------------------------------------------------------------- preprocessing
 def _score_summary(run: RunFiles, mixture: str, step: str) -> dict | None:
-    scores = run.ledger_of(mixture, step, ["score"]).column("score").drop_null().to_numpy()
+    scores = run.step_scores(mixture, step)[0]  # null -> nan
     scores = scores[np.isfinite(scores)]
     if not len(scores):
         return None

@@ -18,7 +18,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
 
 from curation.card.run_files import RunFiles  # noqa: E402
 
@@ -86,9 +85,7 @@ def mixture_shares(mixture: str, table: list[dict], path: Path) -> None:
 
 
 def score_hist(run: RunFiles, mixture: str, step: dict, path: Path) -> bool:
-    part = run.ledger_of(mixture, step["ledger_step"], ["score", "decision"])
-    scores = np.asarray(part.column("score").to_numpy(zero_copy_only=False), dtype=float)  # null -> nan
-    kept = np.asarray(pc.equal(part.column("decision"), "keep"), dtype=bool)
+    scores, kept = run.step_scores(mixture, step["ledger_step"])  # null -> nan
     ok = np.isfinite(scores)
     if not ok.any():
         return False

@@ -51,6 +51,7 @@ class RunFiles:
 
     commit: dict = field(default_factory=dict)
     stale: list[str] = field(default_factory=list)  # files from another recipe than the curation (left out)
+    _scores: dict = field(default_factory=dict, repr=False)  # step_scores, read once per step
 
     @classmethod
     def open(cls, out: str | Path, allow_failed: bool = False) -> "RunFiles":
@@ -120,6 +121,18 @@ class RunFiles:
         """One dataset's (or one of its steps') records, those matching the ``pyarrow.dataset`` expression
         ``where``, in order: only those parts of the ledger folder."""
         return ledger_mod.read_step(self.ledger_path, dataset, step, columns, where)
+
+    def step_scores(self, dataset: str, step: str):
+        """(score per record, NaN where null; kept per record) of one step: read once for the card's
+        summary and its histogram (9 bytes a record, held while the card is written)."""
+        import numpy as np
+
+        cache = self._scores
+        if (dataset, step) not in cache:
+            part = self.ledger_of(dataset, step, ["score", "decision"])
+            cache[dataset, step] = (np.asarray(part.column("score").to_numpy(zero_copy_only=False), dtype=float),
+                                    np.asarray(pc.equal(part.column("decision"), "keep"), dtype=bool))
+        return cache[dataset, step]
 
     def records_of(self, ids: list[str]) -> pa.Table:
         """Every record of ``ids`` and of their ``#k`` copies: only their buckets' files (``recipe audit``)."""

@@ -43,7 +43,7 @@ def examples(run: RunFiles, n: int = 3) -> dict:
     out: dict = {"datasets": {}, "quarantined": {}}
     wanted: list[str] = []
     for mix in run.mixtures:
-        kept = run.dataset(mix, ["id"]).column("id").slice(0, n).to_pylist() if run.dataset_path(mix).is_file() else []
+        kept = run.first_ids(mix, n)
         drops = run.ledger_of(mix, columns=["step", "row_id", "reason", "reason_code", "score"], where=pc.field("decision") == "drop")
         groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         for step, rid, reason, code, score in zip(*(drops.column(c).to_pylist() for c in

@@ -154,6 +154,18 @@ class RunFiles:
         except Exception as exc:
             raise RunFilesError(f"{path} is unreadable ({str(exc).splitlines()[0]}); re-run `recipe curate`") from None
 
+    def first_ids(self, mixture: str, n: int) -> list[str]:
+        """The first ``n`` ids of a stage dataset (none where it is missing), from its first row groups only."""
+        path = self.dataset_path(mixture)
+        if not path.is_file():
+            return []
+        ids: list[str] = []
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=max(1, n), columns=["id"]):
+            ids += batch.column("id").to_pylist()[: n - len(ids)]
+            if len(ids) >= n:
+                break
+        return ids
+
     def datasets_holding(self, ids: list[str]) -> dict[str, list[str]]:
         """Per stage dataset, which of ``ids`` it holds: a filtered scan of its id column (what
         ``recipe audit`` of one row needs), not every id of every dataset in a Python set."""

@@ -32,6 +32,7 @@ from curation.jsonl_text import BLANK as _BLANK, TextColumn
 from curation.rows import ARROW_SCHEMA
 
 _OTHER_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"  # escaped by json.dumps, but not by the kernels below
+_SPECIAL = r'[\\"\x00-\x1f]'  # every character json.dumps escapes (ensure_ascii=False): backslash, quote, controls
 
 
 def _plain(column: Any) -> bool:
@@ -75,19 +76,30 @@ PARALLEL_MIN_ROWS = 200_000  # below this a forked helper costs more than half t
 
 
 def _hex_ids(source: str, text: pa.Array) -> list[str]:
+    """The ids of ``text``'s rows (see the module docstring). Only the rows holding a character
+    ``json.dumps`` escapes (one regex pass finds them: 0.5% of the rows of ``card_scale``'s pool) go
+    through the five escaping kernels, each of which copies every string it is given (0.79 s of
+    0.95 s for 500k rows here when all rows went through them); the others are joined as they are."""
     prefix = json.dumps([source, "text"], ensure_ascii=False)[:-1] + ', "'
     out: list[str] = []
     for start in range(0, len(text), ID_CHUNK):
         part = text.slice(start, ID_CHUNK)
-        escaped = part
-        for old, new in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
-            escaped = pc.replace_substring(escaped, old, new)
+        part = part.combine_chunks() if isinstance(part, pa.ChunkedArray) else part  # one ID_CHUNK: a small copy
+        special = np.flatnonzero(np.asarray(pc.match_substring_regex(part, _SPECIAL), dtype=bool))
+        escaped, odd, raw = part, np.zeros(0, dtype=np.int64), []
+        if len(special):
+            some = part.take(pa.array(special))
+            fixed = some
+            for old, new in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+                fixed = pc.replace_substring(fixed, old, new)
+            mask = np.zeros(len(part), dtype=bool)
+            mask[special] = True
+            escaped = pc.replace_with_mask(part, pa.array(mask), fixed)
+            odd_of_some = np.flatnonzero(np.asarray(pc.match_substring_regex(some, _OTHER_CONTROL), dtype=bool))
+            odd, raw = special[odd_of_some], some.take(pa.array(odd_of_some)).to_pylist()
         payload = pc.binary_join_element_wise(prefix, escaped, '"]', "").to_pylist()
-        odd = np.flatnonzero(np.asarray(pc.match_substring_regex(part, _OTHER_CONTROL), dtype=bool))
-        if len(odd):
-            raw = part.take(pa.array(odd)).to_pylist()
-            for i, t in zip(odd.tolist(), raw):
-                payload[i] = json.dumps([source, "text", t], sort_keys=True, ensure_ascii=False)
+        for i, t in zip(odd.tolist(), raw):
+            payload[i] = json.dumps([source, "text", t], sort_keys=True, ensure_ascii=False)
         out.extend(hashlib.sha256(p.encode("utf-8")).hexdigest()[:16] for p in payload)
     return out
 

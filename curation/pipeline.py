@@ -244,6 +244,7 @@ class Curation:
             say(self.console, node, "[green]cached[/]")
             rows = self._cached_mixture_rows(entry)
             tokens = np.load(entry / TOKENS_FILE).astype(np.int64) if (entry / TOKENS_FILE).exists() else None
+            tokens = tokens if tokens is not None and len(tokens) == rows.num_rows else None  # else the card counts
         else:
             say(self.console, node, "mixing")
             entries = self.recipe.mixtures[mix_name]

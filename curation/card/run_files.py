@@ -160,10 +160,13 @@ class RunFiles:
         if not path.is_file():
             return []
         ids: list[str] = []
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=max(1, n), columns=["id"]):
-            ids += batch.column("id").to_pylist()[: n - len(ids)]
-            if len(ids) >= n:
-                break
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=max(1, n), columns=["id"]):
+                ids += batch.column("id").to_pylist()[: n - len(ids)]
+                if len(ids) >= n:
+                    break
+        except Exception as exc:
+            raise RunFilesError(f"{path} is unreadable ({str(exc).splitlines()[0]}); re-run `recipe curate`") from None
         return ids
 
     def datasets_holding(self, ids: list[str]) -> dict[str, list[str]]:

@@ -3,7 +3,6 @@ records whole, and None wherever the tolerant readers must take the file."""
 
 import json
 
-import pyarrow as pa
 import pyarrow.json as paj
 import pytest
 

@@ -3,7 +3,11 @@
 Same texts, same permutations count (128), same shingles (word 5-grams of lower-cased ``\\w+``
 tokens; rensa gets them as strings, the way its README feeds it), one process each, one core:
 
-* ``ours_signatures`` -- ``MinHasher.signatures`` (vectorised shingles + numpy permutations);
+* ``ours_signatures`` -- ``MinHasher.signatures``: word split, word and n-gram hashes and the
+  permutations in the compiled kernels (``curation.kernels``, numba; ``recipe-kit[fast]``);
+  numba's import and the loading of the kernels' cached machine code (about 0.4 s) are inside the
+  clock (``kernels_start`` measures it alone); ``ours_signatures_numpy`` -- the same values from the numpy references (``RECIPE_KIT_KERNELS=numpy``,
+  what runs without numba);
 * ``rensa_signatures`` -- ``RMinHash.digest_matrix_from_token_sets`` (rensa's bulk path) over
   Python lists of shingle strings built per text, the user's side of the work included;
 * ``rensa_signatures_our_shingles`` -- rensa's ``digest_matrix_from_flat_token_hashes`` fed with
@@ -11,7 +15,8 @@ tokens; rensa gets them as strings, the way its README feeds it), one process ea
   (rensa 0.5's matrix has no buffer interface, only ``to_rows()`` lists): what using rensa as our
   signature backend would cost;
 * ``ours_step`` -- the whole dedup (8 bands x 16 rows for both, see :func:`_bands`): signatures, band keys, candidate pairs, connected components
-  (``curation.minhash``), i.e. ``minhash_dedup``'s work without the ledger;
+  (``curation.minhash``), i.e. ``minhash_dedup``'s work without the ledger; ``ours_step_numpy``
+  the same without the kernels;
 * ``rensa_loop`` -- rensa's README dedup loop: one ``RMinHash`` per text (``update`` with its
   shingles), ``RMinHashLSH.insert`` of all, then ``query`` of each and a union-find over the
   candidates -- the clusters ours gives;
@@ -45,8 +50,8 @@ sys.path.insert(0, str(ROOT))
 from curate_scale import timed  # noqa: E402
 
 NUM_PERM, NGRAM, SEED, THRESHOLD = 128, 5, 42, 0.8
-VARIANTS = ["load_only", "ours_signatures", "rensa_signatures", "rensa_signatures_our_shingles",
-            "rensa_signatures_our_shingles_to_numpy", "ours_step",
+VARIANTS = ["load_only", "kernels_start", "ours_signatures", "ours_signatures_numpy", "rensa_signatures", "rensa_signatures_our_shingles",
+            "rensa_signatures_our_shingles_to_numpy", "ours_step", "ours_step_numpy",
             "rensa_loop", "rensa_bulk_flags"]
 WORD = re.compile(r"\w+")
 
@@ -105,13 +110,25 @@ def _union_find_clusters(n: int, pairs) -> int:
 
 
 def worker(variant: str, path: Path) -> dict:
+    import os
+
     import numpy as np
     import pyarrow.parquet as pq
 
+    if variant.startswith("ours") and variant.endswith("_numpy"):
+        os.environ["RECIPE_KIT_KERNELS"] = "numpy"
+        variant = variant[: -len("_numpy")]
     texts = pq.read_table(path).column("text").to_pylist()
     out: dict = {}
     t0 = time.perf_counter()
-    if variant == "ours_signatures":
+    if variant == "kernels_start":  # what the ours_* variants pay once per process: numba's import, the cached code's load
+        import numpy as np
+
+        from curation import kernels
+
+        if kernels.enabled():
+            kernels.compiled().hash_slices(np.zeros(1, np.uint8), np.zeros(1, np.int64), np.ones(1, np.int64))
+    elif variant == "ours_signatures":
         from curation.minhash import MinHasher
 
         MinHasher(NUM_PERM, SEED).signatures(texts, NGRAM, "word")
@@ -195,6 +212,8 @@ def main() -> None:
             size["ratios"] = {
                 "rensa_signatures_s / ours_signatures_s": round(size["rensa_signatures"]["seconds"] / size["ours_signatures"]["seconds"], 2),
                 "rensa_loop_s / ours_step_s": round(size["rensa_loop"]["seconds"] / size["ours_step"]["seconds"], 2),
+                "rensa_loop_s / ours_step_numpy_s": round(size["rensa_loop"]["seconds"] / size["ours_step_numpy"]["seconds"], 2),
+                "ours_step_numpy_s / ours_step_s": round(size["ours_step_numpy"]["seconds"] / size["ours_step"]["seconds"], 2),
                 "rensa_bulk_flags_s / ours_step_s": round(size["rensa_bulk_flags"]["seconds"] / size["ours_step"]["seconds"], 2),
             }
             results["sizes"][str(n)] = size

@@ -21,6 +21,9 @@ Rajaraman & Ullman, *Mining of Massive Datasets*, ch. 3.4):
 Why our own code and not datasketch: datasketch hashes shingles one at a time in Python (SHA-1)
 and inserts one MinHash at a time into its index; here all shingles of a batch of texts are
 permuted at once in uint64 arrays, which is several times faster (benchmarks/dedup_throughput.py).
+With numba installed (``recipe-kit[fast]``), a large batch is shingled and permuted in one compiled
+loop that never builds the shingle array, and band keys likewise (``curation.kernels``: the same
+values; ``benchmarks/minhash_vs_rensa.py`` measures both against rensa).
 
 Deviations, stated: shingles and hash values are 31-bit (datasketch: 32-bit with a 61-bit prime,
 computed with uint64 overflow); two distinct shingles of one pair of texts collide with
@@ -38,7 +41,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from curation.shingles import Unit, ngram_hashes, tokenize
+from curation import kernels
+from curation.shingles import NGRAM_MULT, Unit, check_ngram, ngram_hashes, tokenize
 
 MERSENNE_31 = np.uint64(2**31 - 1)
 EMPTY = np.uint32(0xFFFFFFFF)  # signature value of a text with no shingles (never a real value)
@@ -102,10 +106,14 @@ class MinHasher:
         sig = np.full((n_texts, self.num_perm), EMPTY, dtype=np.uint32)
         if len(hashes) == 0:
             return sig
-        x = (hashes >> np.uint64(33)) % MERSENNE_31  # 31-bit keys in [0, p)
         # boundaries of each text's run of shingles
         run_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
         run_owner = owner[run_start]
+        if kernels.worth(len(hashes)):  # the same values, one compiled pass (curation.kernels)
+            run_end = np.r_[run_start[1:], len(hashes)]
+            sig[run_owner] = kernels.compiled().signatures_from_shingles(hashes, run_start, run_end, self.a, self.b)
+            return sig
+        x = (hashes >> np.uint64(33)) % MERSENNE_31  # 31-bit keys in [0, p)
         # cut the runs into chunks of ~chunk shingles
         cuts = np.searchsorted(run_start, np.arange(0, len(x), chunk), side="left")
         cuts = np.unique(np.r_[cuts, len(run_start)])
@@ -133,12 +141,19 @@ class MinHasher:
 
     def signatures(self, texts: Sequence[str], ngram: int = 5, unit: Unit = "word", batch: int = 20000,
                    advance: Callable[[int], object] | None = None) -> np.ndarray:
-        """Signatures of raw texts, tokenised and shingled in batches of ``batch`` texts."""
+        """Signatures of raw texts, tokenised and shingled in batches of ``batch`` texts (for a large
+        batch, shingled and permuted in one compiled pass without the shingle array: the same values)."""
+        check_ngram(ngram)
         sig = np.full((len(texts), self.num_perm), EMPTY, dtype=np.uint32)
         for i in range(0, len(texts), batch):
             part = texts[i:i + batch]
-            h, owner = ngram_hashes(tokenize(part, unit), ngram)
-            sig[i:i + len(part)] = self.signatures_from_shingles(h, owner, len(part))
+            tokens = tokenize(part, unit)
+            if kernels.worth(len(tokens.hashes)):
+                sig[i:i + len(part)] = kernels.compiled().signatures_from_tokens(
+                    tokens.hashes, tokens.counts, ngram, NGRAM_MULT[:ngram], self.a, self.b)
+            else:
+                h, owner = ngram_hashes(tokens, ngram)
+                sig[i:i + len(part)] = self.signatures_from_shingles(h, owner, len(part))
             if advance is not None:
                 advance(len(part))
         return sig
@@ -148,8 +163,10 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """One uint64 key per (text, band): a hash of the band's ``rows`` signature values."""
     if bands * rows > sig.shape[1]:
         raise ValueError(f"bands x rows = {bands * rows} exceeds the {sig.shape[1]} permutations")
-    keys = np.empty((sig.shape[0], bands), dtype=np.uint64)
     mult = (np.random.default_rng(0xBA7D).integers(0, 2**63, size=rows, dtype=np.uint64) << np.uint64(1)) | np.uint64(1)
+    if kernels.worth(sig.shape[0]):
+        return kernels.compiled().band_keys(np.ascontiguousarray(sig), bands, rows, mult)
+    keys = np.empty((sig.shape[0], bands), dtype=np.uint64)
     for j in range(bands):
         acc = np.full(sig.shape[0], np.uint64(j) + np.uint64(0x9E3779B97F4A7C15), dtype=np.uint64)
         for r in range(rows):

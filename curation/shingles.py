@@ -6,7 +6,8 @@ Shared by near-duplicate detection (``curation.minhash``) and decontamination
 Why our own code: MinHash libraries (datasketch, text-dedup) hash one shingle at a time in Python;
 at a million rows that loop dominates. Here normalisation is done by Arrow's C++ string kernels,
 ASCII texts are split into words by a byte table and other texts by Arrow's regex split, and
-word and n-gram hashing run in numpy over all texts of a batch at once:
+word and n-gram hashing run in numpy over all texts of a batch at once (or, with numba installed,
+``recipe-kit[fast]``, as compiled loops for a large batch, ``curation.kernels``: the same values):
 
 1. normalise: Unicode NFKC, lower-case; ``word`` tokens are maximal runs of letters, digits and
    ``_`` (punctuation and whitespace only separate tokens, so "5,000 apples!" -> ``5 000 apples``);
@@ -32,12 +33,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curation import kernels
+
 Unit = Literal["word", "char"]
 
 _U64 = np.uint64
 # fixed multipliers (odd, random) for the n-gram linear hash: part of the hash definition, so
 # they never change between runs (a change would need the steps' versions bumped).
-_MULT = (np.random.default_rng(0x5EED_51A9).integers(0, 2**63, size=64, dtype=np.uint64) << _U64(1)) | _U64(1)
+NGRAM_MULT = (np.random.default_rng(0x5EED_51A9).integers(0, 2**63, size=64, dtype=np.uint64) << _U64(1)) | _U64(1)
 _WORD_SPLIT = r"[^\p{L}\p{N}_]+"
 
 
@@ -88,18 +91,20 @@ def _utf8(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 def _hash_words(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Hash each byte slice ``data[s:s+len]``: polynomial (Horner, base ``_B``, mod 2^64) then fmix64
-    with the length mixed in. Vectorised over words, looping over byte positions (longest first)."""
+    with the length mixed in. Vectorised over words, looping over byte positions (longest first); the
+    compiled kernel (``curation.kernels``) for a large input."""
+    if kernels.worth(len(starts), int(lengths.sum()) if len(lengths) else 0):
+        return kernels.compiled().hash_slices(data, np.asarray(starts, np.int64), np.asarray(lengths, np.int64))
     # longest first; a stable sort of 16-bit keys is a radix sort in numpy (linear time)
     order = np.argsort(-np.minimum(lengths, 32767).astype(np.int16), kind="stable")
     s, L = starts[order], lengths[order]
     h = np.zeros(len(s), np.uint64)
-    maxlen = int(L[0]) if len(L) else 0
-    active = np.searchsorted(-L, -np.arange(1, maxlen + 1), side="right")  # words longer than k
-    if maxlen > 32767:  # the sort key was capped: order the few very long words exactly
+    if len(L) and L[0] > 32767:  # the sort key was capped: order the few very long words exactly
         long = L > 32767
         sub = np.argsort(-L[long], kind="stable")
         s[long], L[long], order[long] = s[long][sub], L[long][sub], order[long][sub]
-        active = np.searchsorted(-L, -np.arange(1, maxlen + 1), side="right")
+    maxlen = int(L[0]) if len(L) else 0  # after that re-sort: the longest word, so every byte is hashed
+    active = np.searchsorted(-L, -np.arange(1, maxlen + 1), side="right")  # words longer than k
     for k in range(maxlen):
         m = int(active[k])
         h[:m] = h[:m] * _B + data[s[:m] + k]
@@ -134,6 +139,16 @@ def _ascii_words(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.
     return starts, ends - starts, owner
 
 
+def _ascii_hashes(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, owner) of the words of ASCII texts, in order: :func:`_ascii_words` then
+    :func:`_hash_words`, or both in one compiled pass for a large input (the same values)."""
+    if kernels.worth(0, int(offsets[-1] - offsets[0]) if len(offsets) else 0):
+        hashes, counts = kernels.compiled().ascii_word_hashes(data, np.asarray(offsets, np.int64), _LUT)
+        return hashes, np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    st, ln, own = _ascii_words(data, offsets)
+    return _hash_words(data, st, ln), own
+
+
 def tokenize(texts: Sequence[str], unit: Unit = "word") -> Tokens:
     """Hash every token of every text (see the module docstring for the normalisation).
 
@@ -155,16 +170,13 @@ def tokenize(texts: Sequence[str], unit: Unit = "word") -> Tokens:
     ascii_rows = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
     pieces = []  # (hashes, owner) per path
     if ascii_rows.all():
-        data, offsets = _utf8(arr)
-        st, ln, own = _ascii_words(data, offsets)
-        pieces.append((_hash_words(data, st, ln), own))
+        pieces.append(_ascii_hashes(*_utf8(arr)))
     else:
         idx_a = np.flatnonzero(ascii_rows)
         if len(idx_a):
             sub = arr.take(pa.array(idx_a))
-            data, offsets = _utf8(sub)
-            st, ln, own = _ascii_words(data, offsets)
-            pieces.append((_hash_words(data, st, ln), idx_a[own]))
+            hashes, own = _ascii_hashes(*_utf8(sub))
+            pieces.append((hashes, idx_a[own]))
         idx_u = np.flatnonzero(~ascii_rows)
         lists = pc.split_pattern_regex(arr.take(pa.array(idx_u)), _WORD_SPLIT)
         flat = pc.list_flatten(lists)
@@ -182,14 +194,18 @@ def tokenize(texts: Sequence[str], unit: Unit = "word") -> Tokens:
     return Tokens(hashes, np.bincount(owner, minlength=n).astype(np.int64))
 
 
+def check_ngram(n: int) -> None:
+    if n < 1 or n > len(NGRAM_MULT):
+        raise ValueError(f"n-gram size must be in 1..{len(NGRAM_MULT)}, got {n}")
+
+
 def ngram_hashes(tokens: Tokens, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Hash every n-gram of every text. Returns ``(hashes uint64, owner int64)``, ``owner[k]`` =
     index of the text that shingle k belongs to; shingles of one text are contiguous, in order.
 
     A text with 1..n-1 tokens gives one shingle of all its tokens; a text with none gives none.
     """
-    if n < 1 or n > len(_MULT):
-        raise ValueError(f"n-gram size must be in 1..{len(_MULT)}, got {n}")
+    check_ngram(n)
     counts, T = tokens.counts, tokens.hashes
     N = len(T)
     if N == 0:
@@ -197,19 +213,19 @@ def ngram_hashes(tokens: Tokens, n: int) -> tuple[np.ndarray, np.ndarray]:
     starts = tokens.starts
     # linear hash of the n tokens from every position (contiguous slices; positions whose window
     # would leave their text are discarded below)
-    acc = T * _MULT[0]
+    acc = T * NGRAM_MULT[0]
     for k in range(1, min(n, N)):
-        acc[: N - k] += T[k:] * _MULT[k]
+        acc[: N - k] += T[k:] * NGRAM_MULT[k]
     owner_tok = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     rank = np.arange(N, dtype=np.int64) - starts[owner_tok]
     sel = rank <= (counts - n)[owner_tok]
     short = np.flatnonzero((counts > 0) & (counts < n))
     if len(short):  # one shingle of all tokens, at the text's first position
         s0, c0 = starts[short], counts[short]
-        val = T[s0] * _MULT[0]
+        val = T[s0] * NGRAM_MULT[0]
         for k in range(1, int(c0.max())):
             has = c0 > k
-            val[has] += T[s0[has] + k] * _MULT[k]
+            val[has] += T[s0[has] + k] * NGRAM_MULT[k]
         acc[s0] = val
         sel[s0] = True
     return fmix64(acc[sel]), owner_tok[sel]

@@ -14,4 +14,4 @@ python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
 # setuptools warns on every editable install ("Editable installation ... be careful"): not ours to act on,
 # so the set-up prints only its own progress
 echo "installing recipe-kit and its dependencies into .venv ..."
-PYTHONWARNINGS=ignore python -m pip install -q -e ".[curation,eval,umap,test]"
+PYTHONWARNINGS=ignore python -m pip install -q -e ".[curation,eval,umap,fast,test]"

@@ -156,7 +156,7 @@ class EvalIndex:
 @STEPS.register("decontaminate")
 class Decontaminate(Step):
     name = "decontaminate"
-    version = "2"
+    version = "3"  # 3: a word past 32,767 bytes is hashed whole (shingles._hash_words)
     eval_targets = ("against",)  # an eval's name stands for its source; `against: all_evals` for every eval
     Params = DecontaminateParams
     batch = 50000  # rows shingled at a time

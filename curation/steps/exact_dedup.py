@@ -54,7 +54,7 @@ class ExactDedupParams(BaseModel):
 @STEPS.register("exact_dedup")
 class ExactDedup(Step):
     name = "exact_dedup"
-    version = "1"
+    version = "2"  # 2: a text past 32,767 bytes is hashed whole (shingles._hash_words), so its copies are found
     Params = ExactDedupParams
 
     def decide(self, rows) -> Decisions:

@@ -136,7 +136,7 @@ def column_signatures(column, num_perm: int, seed: int, ngram: int, unit: str) -
 @STEPS.register("minhash_dedup")
 class MinHashDedup(Step):
     name = "minhash_dedup"
-    version = "1"
+    version = "2"  # 2: a word past 32,767 bytes is hashed whole (shingles._hash_words)
     Params = MinHashDedupParams
 
     def decide(self, rows) -> Decisions:

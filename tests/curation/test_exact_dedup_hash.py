@@ -99,3 +99,18 @@ def test_hash_pass_on_the_worker_pool_gives_the_same_decisions(monkeypatch):
         engine.close()
     assert pooled.keep.tolist() == alone.keep.tolist() and list(pooled.reason) == list(alone.reason)
     assert pooled.extras == alone.extras
+
+
+def test_long_texts_hash_the_same_in_any_company_and_their_copies_are_found(monkeypatch):
+    """A text past 32,767 bytes was hashed only up to the length of the first such text of its slice
+    (shingles._hash_words), so its hash depended on its neighbours and a copy in another slice was
+    missed. Every byte counts now."""
+    monkeypatch.setenv("RECIPE_KIT_KERNELS", "numpy")  # the reference; tests/curation/test_kernels.py pins the kernel to it
+    long_a, long_b = "a" * 40000 + " tail one", "a" * 40000 + " tail two"
+    alone = hash_strings(pa.array([long_b]))
+    assert hash_strings(pa.array(["b" * 33000, long_b]))[1] == alone[0]
+    assert hash_strings(pa.array([long_a, long_b]))[0] != alone[0]
+    rows = [make_row("text", "s", text=t) for t in ["c" * 33000, long_b, "x", long_b]]
+    monkeypatch.setattr(exact_dedup, "SLICE_ROWS", 2)  # the copies sit in different slices
+    got = _decide(rows)
+    assert got.keep.tolist() == [True, True, True, False]

@@ -1,0 +1,155 @@
+"""The numba kernels behind :mod:`curation.kernels` (imported only when numba is installed and an input
+is large enough). Each function names the numpy reference it reproduces bit for bit.
+
+All arithmetic is on ``uint64`` (mod 2^64, as numpy's); loop indices are ``int64``. numba would turn
+a mixed ``int64``/``uint64`` expression into float64, so every operand is cast explicitly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_U = np.uint64
+_B = _U(0x100000001B3)  # shingles._B
+_GOLDEN = _U(0x9E3779B97F4A7C15)
+_C1 = _U(0xFF51AFD7ED558CCD)
+_C2 = _U(0xC4CEB9FE1A85EC53)
+_S33 = _U(33)
+_S31 = _U(31)
+_S29 = _U(29)
+_P31 = _U(2**31 - 1)  # minhash.MERSENNE_31
+_EMPTY = _U(0xFFFFFFFF)  # minhash.EMPTY
+
+
+@njit(cache=True, inline="always")
+def _fmix64(x):
+    """shingles.fmix64 of one value."""
+    x ^= x >> _S33
+    x *= _C1
+    x ^= x >> _S33
+    x *= _C2
+    x ^= x >> _S33
+    return x
+
+
+@njit(cache=True, nogil=True)
+def hash_slices(data, starts, lengths):
+    """shingles._hash_words: each slice's bytes by Horner's rule in base _B (mod 2^64), then fmix64
+    with the length mixed in."""
+    n = starts.shape[0]
+    out = np.empty(n, np.uint64)
+    for i in range(n):
+        s = starts[i]
+        length = lengths[i]
+        h = _U(0)
+        for k in range(length):
+            h = h * _B + _U(data[s + k])
+        out[i] = _fmix64(h ^ (_U(length) * _GOLDEN))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def ascii_word_hashes(data, offsets, lut):
+    """shingles._ascii_words then shingles._hash_words: the hash of every maximal run of word bytes
+    (``lut[b] != 0``) of each text ``data[offsets[j]:offsets[j+1]]``, in order, and the count per text."""
+    n = offsets.shape[0] - 1
+    counts = np.zeros(n, np.int64)
+    out = np.empty(data.shape[0] // 2 + 1, np.uint64)  # a word takes a byte and a separator, the last none
+    w = 0
+    for j in range(n):
+        h = _U(0)
+        length = 0
+        for p in range(offsets[j], offsets[j + 1]):
+            b = data[p]
+            if lut[b] != 0:
+                h = h * _B + _U(b)
+                length += 1
+            elif length:
+                out[w] = _fmix64(h ^ (_U(length) * _GOLDEN))
+                w += 1
+                counts[j] += 1
+                h = _U(0)
+                length = 0
+        if length:
+            out[w] = _fmix64(h ^ (_U(length) * _GOLDEN))
+            w += 1
+            counts[j] += 1
+    return out[:w].copy(), counts
+
+
+@njit(cache=True, inline="always")
+def _permute_min(x, a, b, m):
+    """minhash.MinHasher.signatures_from_shingles' permutation of one 31-bit key x, folded into the
+    running minima m: (a_k x + b_k) folded twice modulo 2^31 - 1."""
+    for k in range(a.shape[0]):
+        v = x * a[k] + b[k]
+        v = (v & _P31) + (v >> _S31)
+        v = (v & _P31) + (v >> _S31)
+        if v < m[k]:
+            m[k] = v
+
+
+@njit(cache=True, nogil=True)
+def signatures_from_tokens(tokens, counts, ngram, mult, a, b):
+    """shingles.ngram_hashes, then minhash.MinHasher.signatures_from_shingles, without the shingle
+    array: each n-gram's hash is fmix64(sum_k T[i+k] * mult[k]) (a text with 1..ngram-1 tokens gives
+    one shingle of all its tokens; a text with none gets EMPTY everywhere), its key ``(h >> 33) mod
+    (2^31 - 1)``, and each permutation keeps its minimum over the text's keys."""
+    n = counts.shape[0]
+    nperm = a.shape[0]
+    sig = np.empty((n, nperm), np.uint32)
+    m = np.empty(nperm, np.uint64)
+    start = 0
+    for j in range(n):
+        c = counts[j]
+        for k in range(nperm):
+            m[k] = _EMPTY
+        if c > 0:
+            windows = c - ngram + 1 if c >= ngram else 1
+            width = ngram if c >= ngram else c
+            for i in range(windows):
+                acc = _U(0)
+                for k in range(width):
+                    acc += tokens[start + i + k] * mult[k]
+                x = (_fmix64(acc) >> _S33) % _P31
+                _permute_min(x, a, b, m)
+        for k in range(nperm):
+            sig[j, k] = np.uint32(m[k])
+        start += c
+    return sig
+
+
+@njit(cache=True, nogil=True)
+def signatures_from_shingles(hashes, run_start, run_end, a, b):
+    """minhash.MinHasher.signatures_from_shingles over runs of shingle hashes (one run per text that
+    has shingles): one signature row per run."""
+    runs = run_start.shape[0]
+    nperm = a.shape[0]
+    sig = np.empty((runs, nperm), np.uint32)
+    m = np.empty(nperm, np.uint64)
+    for r in range(runs):
+        for k in range(nperm):
+            m[k] = _EMPTY
+        for i in range(run_start[r], run_end[r]):
+            _permute_min((hashes[i] >> _S33) % _P31, a, b, m)
+        for k in range(nperm):
+            sig[r, k] = np.uint32(m[k])
+    return sig
+
+
+@njit(cache=True, nogil=True)
+def band_keys(sig, bands, rows, mult):
+    """minhash.band_keys: per (text, band), acc = j + golden, then for each of the band's rows
+    acc ^= value * mult[r]; acc *= C1; acc ^= acc >> 29."""
+    n = sig.shape[0]
+    keys = np.empty((n, bands), np.uint64)
+    for i in range(n):
+        for j in range(bands):
+            acc = _U(j) + _GOLDEN
+            for r in range(rows):
+                acc ^= _U(sig[i, j * rows + r]) * mult[r]
+                acc *= _C1
+                acc ^= acc >> _S29
+            keys[i, j] = acc
+    return keys

@@ -1,0 +1,81 @@
+"""The compiled kernels (curation.kernels) give exactly the numpy references' values: word hashes,
+string hashes, n-gram shingles and MinHash signatures, band keys, on awkward inputs (empty and
+one-word texts, texts shorter than the n-gram, long words, non-ASCII, sliced Arrow arrays)."""
+
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from curation import kernels
+from curation.minhash import MinHasher, band_keys
+from curation.shingles import hash_strings, ngram_hashes, tokenize
+
+pytestmark = pytest.mark.skipif(not kernels._numba_available(), reason="numba not installed (pip install 'recipe-kit[fast]')")
+
+
+def _texts(seed: int = 0, n: int = 400) -> list[str]:
+    rng = random.Random(seed)
+    vocab = ["a", "bb", "word", "x_y", "42", "Café", "naïve", "ﬁne", "日本語", "ß", "A" * 300, "émigré", "z" * 33000]
+    texts = ["", " ", ",,, !!", "one", "two words", "a b c d", "a b c d e", "  lead and trail  ", "x" * 34000]
+    for _ in range(n):
+        k = rng.randint(0, 60)
+        sep = rng.choice([" ", ", ", "\n", " -- ", "\t"])
+        pool = vocab if rng.random() < 0.3 else vocab[:5]
+        texts.append(sep.join(rng.choice(pool) for _ in range(k)))
+    return texts
+
+
+def _both(monkeypatch, fn):
+    """``fn()`` with the numpy references, then with the kernels at any size."""
+    monkeypatch.setenv(kernels.ENV, "numpy")
+    ref = fn()
+    monkeypatch.setenv(kernels.ENV, "numba")
+    return ref, fn()
+
+
+@pytest.mark.parametrize("ascii_only", [True, False])
+def test_tokenize_and_word_hashes_match(monkeypatch, ascii_only):
+    texts = [t for t in _texts() if t.isascii()] if ascii_only else _texts()
+    ref, fast = _both(monkeypatch, lambda: tokenize(texts, "word"))
+    assert np.array_equal(ref.counts, fast.counts) and np.array_equal(ref.hashes, fast.hashes)
+    assert ref.counts.sum() > 1000
+
+
+def test_hash_strings_match_on_slices_and_large_strings(monkeypatch):
+    strings = _texts(1)
+    arr = pa.array(strings)
+    for value in (arr, arr.slice(7, 200), pa.array(strings, pa.large_string()), pa.chunked_array([arr.slice(0, 5), arr.slice(5)])):
+        ref, fast = _both(monkeypatch, lambda: hash_strings(value))
+        assert np.array_equal(ref, fast)
+    ref, fast = _both(monkeypatch, lambda: hash_strings(pa.array(["recipe-kit"])))
+    assert int(fast[0]) == 3383153136370873239 == int(ref[0])  # the pinned value of test_exact_dedup_hash
+
+
+@pytest.mark.parametrize("ngram", [1, 3, 5, 13])
+@pytest.mark.parametrize("unit", ["word", "char"])
+def test_signatures_match(monkeypatch, ngram, unit):
+    texts = _texts(2, 300)
+    hasher = MinHasher(64, seed=7)
+    ref, fast = _both(monkeypatch, lambda: hasher.signatures(texts, ngram, unit, batch=97))
+    assert ref.dtype == fast.dtype == np.uint32 and np.array_equal(ref, fast)
+    assert (ref == 0xFFFFFFFF).all(axis=1).sum() >= 3  # the texts with no tokens: EMPTY rows
+
+
+def test_signatures_from_shingles_and_band_keys_match(monkeypatch):
+    texts = _texts(3, 300)
+    h, owner = ngram_hashes(tokenize(texts, "word"), 5)
+    hasher = MinHasher(128, seed=1)
+    ref, fast = _both(monkeypatch, lambda: hasher.signatures_from_shingles(h, owner, len(texts), chunk=512))
+    assert np.array_equal(ref, fast)
+    ref_keys, fast_keys = _both(monkeypatch, lambda: band_keys(ref, 9, 13))
+    assert np.array_equal(ref_keys, fast_keys)
+
+
+def test_off_switch_and_size_rule(monkeypatch):
+    monkeypatch.setenv(kernels.ENV, "numpy")
+    assert not kernels.enabled() and not kernels.worth(10**9)
+    monkeypatch.delenv(kernels.ENV)
+    assert kernels.enabled()
+    assert not kernels.worth(10) and kernels.worth(kernels.MIN_ITEMS) and kernels.worth(0, kernels.MIN_BYTES)

@@ -153,3 +153,88 @@ def band_keys(sig, bands, rows, mult):
                 acc ^= acc >> _S29
             keys[i, j] = acc
     return keys
+
+
+@njit(cache=True, nogil=True)
+def normalised_ascii_hashes(data, offsets, rows, lower, space):
+    """columns.normalised (ASCII rows: lower-cased when ``lower``, every run of whitespace bytes
+    (``space[b] != 0``) one space, leading and trailing ones dropped) then shingles.hash_strings,
+    without the normalised text: the hash of rows[i]'s normalised bytes, for each i."""
+    out = np.empty(rows.shape[0], np.uint64)
+    for i in range(rows.shape[0]):
+        j = rows[i]
+        h = _U(0)
+        length = 0
+        gap = False
+        for p in range(offsets[j], offsets[j + 1]):
+            b = data[p]
+            if space[b] != 0:
+                gap = length > 0
+                continue
+            if gap:
+                h = h * _B + _U(32)
+                length += 1
+                gap = False
+            if lower and b >= 65 and b <= 90:
+                b += 32
+            h = h * _B + _U(b)
+            length += 1
+        out[i] = _fmix64(h ^ (_U(length) * _GOLDEN))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def ascii_gram_repeats(data, offsets, rows, space, mult):
+    """For each ASCII text ``rows[i]``: how many words ``str.split()`` gives (runs of bytes with
+    ``space[b] == 0``) and whether two of its word n-grams (n = ``len(mult)``; consecutive words)
+    share a hash (each word hashed as shingles._hash_words, an n-gram as fmix64(sum_k w[i+k] *
+    mult[k])). n-grams whose hashes all differ all differ, so False is exact; True may be a
+    collision (the caller then looks at the words themselves)."""
+    n = rows.shape[0]
+    g = mult.shape[0]
+    counts = np.zeros(n, np.int64)
+    repeated = np.zeros(n, np.bool_)
+    buf = np.empty(256, np.uint64)
+    table = np.empty(512, np.uint64)  # a hash set of the row's n-gram hashes, cleared per row
+    for i in range(n):
+        j = rows[i]
+        end = offsets[j + 1]
+        w = 0
+        h = _U(0)
+        length = 0
+        for p in range(offsets[j], end + 1):  # the position past the end ends the last word
+            if p < end and space[data[p]] == 0:
+                h = h * _B + _U(data[p])
+                length += 1
+            elif length:
+                if w == buf.shape[0]:
+                    grown = np.empty(2 * w, np.uint64)
+                    grown[:w] = buf[:w]
+                    buf = grown
+                buf[w] = _fmix64(h ^ (_U(length) * _GOLDEN))
+                w += 1
+                h = _U(0)
+                length = 0
+        counts[i] = w
+        grams = w - g + 1
+        if grams > 1:
+            size = 64
+            while size < 2 * grams:
+                size *= 2
+            if table.shape[0] < size:
+                table = np.empty(size, np.uint64)
+            table[:size] = 0
+            mask = _U(size - 1)
+            for k in range(grams):
+                acc = _U(0)
+                for m in range(g):
+                    acc += buf[k + m] * mult[m]
+                key = _fmix64(acc) | _U(1)  # 0 marks an empty slot; a key's low bit lost only adds collisions
+                slot = key & mask
+                while table[slot] != 0 and table[slot] != key:  # open addressing, linear probing
+                    slot = (slot + _U(1)) & mask
+                if table[slot] == key:
+                    repeated[i] = True
+                    break
+                table[slot] = key
+    return counts, repeated

@@ -11,8 +11,11 @@ unique hash are unique texts; (2) only the rows whose hash is shared (the duplic
 rows and any hash collision) are normalised again and grouped by their text itself with
 ``pyarrow.compute.dictionary_encode``; the first row of each text is the one kept. Equality is of
 the texts themselves, so no hash collision can merge two rows (a test makes every hash collide).
-Pass (1) is row-local: under the local engine a long column's shards are hashed on its worker
-pool (``engine.map_column``; the same hashes in the same order, a test), pass (2) runs here.
+Pass (1) is row-local: with numba (``recipe-kit[fast]``) its ASCII rows are normalised and hashed
+in one compiled loop that never builds their normalised text (``curation.kernels``, the same hashes:
+a test), here; without it, under the local engine, a long column's shards are normalised and hashed
+on its worker pool (``engine.map_column``; the same hashes in the same order, a test). Pass (2)
+runs here.
 Memory: 16 bytes a row plus one slice's normalised texts and the shared-hash rows'. On 1M rows with
 3% duplicates (``python benchmarks/exact_dedup_memory.py --rows 1000000``) the step adds 127 MB
 over the loaded rows where grouping the whole normalised column (held whole, with its dictionary)
@@ -30,7 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
-from curation.columns import normalised, table_of, text_column
+from curation import kernels
+from curation.columns import PY_SPACE, normalised, table_of, text_column
 from curation.shingles import hash_strings
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step
@@ -85,9 +89,33 @@ def normalised_hashes(texts, lower: bool) -> np.ndarray:
     n = len(texts)
     hashes = np.empty(n, dtype=np.uint64)
     for start in range(0, n, SLICE_ROWS):
-        part = normalised(texts.slice(start, SLICE_ROWS), lower, normalise).combine_chunks()
-        hashes[start: start + len(part)] = hash_strings(part)
+        part = texts.slice(start, SLICE_ROWS)
+        hashes[start: start + len(part)] = _slice_hashes(part, lower)
     return hashes
+
+
+_SPACE_BYTES = np.zeros(256, np.uint8)  # the ASCII bytes Python's str.split() separates on
+_SPACE_BYTES[[ord(c) for c in PY_SPACE if ord(c) < 128]] = 1
+
+
+def _slice_hashes(part: pa.ChunkedArray, lower: bool) -> np.ndarray:
+    """hash_strings(normalised(part)): for a large slice, the ASCII rows normalised and hashed in one
+    compiled pass that never builds their normalised text (``curation.kernels``; the same values),
+    the others normalised in Python as :func:`curation.columns.normalised` does."""
+    if not kernels.worth(len(part), part.nbytes):
+        return hash_strings(normalised(part, lower, normalise).combine_chunks())
+    arr = part.combine_chunks().fill_null("")
+    arr = arr.cast(pa.large_string()) if arr.type != pa.large_string() else arr
+    ascii_rows = np.asarray(pc.string_is_ascii(arr), dtype=bool)
+    out = np.empty(len(arr), np.uint64)
+    data = np.frombuffer(arr.buffers()[2], np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
+    offsets = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    fast = np.flatnonzero(ascii_rows)
+    out[fast] = kernels.compiled().normalised_ascii_hashes(data, offsets, fast, lower, _SPACE_BYTES)
+    slow = np.flatnonzero(~ascii_rows)
+    if len(slow):
+        out[slow] = hash_strings(pa.array([normalise(s, lower) for s in arr.take(pa.array(slow)).to_pylist()], pa.string()))
+    return out
 
 
 def _first_rows(texts: pa.ChunkedArray, lower: bool, engine=None) -> tuple[np.ndarray, int]:
@@ -95,7 +123,9 @@ def _first_rows(texts: pa.ChunkedArray, lower: bool, engine=None) -> tuple[np.nd
     Pass 1 runs through ``engine.map_column`` when there is an engine (the local one's worker pool
     hashes a long column's shards on every CPU: the same hashes, in order)."""
     n = len(texts)
-    if engine is not None and hasattr(engine, "map_column"):
+    # with the compiled kernel the pass is faster here than a shard's trip to a worker and back (1M rows,
+    # 2 CPUs: 0.8 s here against 2.0-2.5 s on the pool), so the pool takes it only without numba
+    if engine is not None and hasattr(engine, "map_column") and not kernels.enabled():
         hashes = np.concatenate(engine.map_column(normalised_hashes, texts, lower=lower)) if n else np.zeros(0, np.uint64)
     else:
         hashes = normalised_hashes(texts, lower)

@@ -28,7 +28,12 @@ Gopher set these for web documents; short chat turns rarely trip them, and rows 
 Row-local; the signals are per-row Python (the algorithm is), made cheap without changing a value:
 n-grams are tuples of words; since an n-gram can only repeat where its (n-1)-gram prefix does,
 the scan stops at the first n with no repeated n-gram (every larger n then scores 0); and a text
-with no newline and no word twice has every signal 0 without computing any.
+with no newline and no word twice has every signal 0 without computing any. With numba
+(``recipe-kit[fast]``) the ASCII rows with no newline and no repeated n-gram of the smallest n the
+options name (99% of ``benchmarks/card_scale.py``'s pool) are found by one compiled pass over the
+bytes (``curation.kernels``) and never reach Python; the rows left are judged as before, so the
+decisions are the same (a test), and the step then runs in the runner's process rather than on
+its workers.
 """
 
 from __future__ import annotations
@@ -38,9 +43,13 @@ from collections import Counter
 from typing import Literal
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
-from curation.columns import text_column
+from curation import kernels
+from curation.columns import PY_SPACE, text_column
+from curation.shingles import NGRAM_MULT
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step
 
@@ -138,24 +147,55 @@ def repetition_signals(text: str, p: RepetitionParams, words: list[str] | None =
     return out
 
 
+_SPACE_BYTES = np.zeros(256, np.uint8)  # the ASCII bytes str.split() separates on
+_SPACE_BYTES[[ord(c) for c in PY_SPACE if ord(c) < 128]] = 1
+
+
+def _rows_to_judge(column: pa.ChunkedArray, p: RepetitionParams, min_words: int) -> np.ndarray:
+    """Indices of the rows whose signals need computing: every row but the ASCII ones whose signals are
+    all 0 or that are not judged, found by a compiled pass over the bytes (``curation.kernels``)
+    instead of a ``split`` and a ``set`` per row: fewer than ``min_words`` words, or no newline (one
+    line, one paragraph: the line and paragraph signals are 0) and no repeated n-gram for the
+    smallest n the options name (an n-gram repeats only where its (n-1)-gram prefix does, so every
+    n-gram signal is 0 too). A hash shared by two different n-grams only sends a row to the loop,
+    which then decides it."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    arr = arr.fill_null("").cast(pa.large_string())
+    ascii_rows = np.asarray(pc.string_is_ascii(arr), dtype=bool)
+    rows = np.flatnonzero(ascii_rows)
+    data = np.frombuffer(arr.buffers()[2], np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
+    offsets = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    smallest = min([*p.top_ngram_char_frac, *p.dup_ngram_char_frac], default=1)
+    counts, repeated = kernels.compiled().ascii_gram_repeats(data, offsets, rows, _SPACE_BYTES, NGRAM_MULT[:max(1, smallest)])
+    newline = np.asarray(pc.match_substring(arr.take(pa.array(rows)), "\n"), dtype=bool)
+    judge = ~ascii_rows
+    judge[rows] = (counts >= min_words) & (newline | repeated)
+    return np.flatnonzero(judge)
+
+
 @STEPS.register("repetition")
 class Repetition(Step):
     name = "repetition"
     version = "1"
     Params = RepetitionParams
     row_local = True
-    per_row_python = True
     text_only = True
+
+    @property
+    def per_row_python(self) -> bool:  # with the kernels only the rows the prefilter cannot clear are looped over
+        return not kernels.enabled()
 
     def decide_batch(self, table) -> Decisions:
         p = self.params
-        texts = text_column(table, p.field).to_pylist()
-        n = len(texts)
+        column = text_column(table, p.field)
+        n = len(column)
         keep = np.ones(n, dtype=bool)
         score = np.zeros(n)
         reason: list[str | None] = [None] * n
         min_words = max(p.min_words, 1)
-        for i, text in enumerate(texts):
+        judged = _rows_to_judge(column, p, min_words) if kernels.worth(n, column.nbytes) else None
+        texts = column.to_pylist() if judged is None else column.take(pa.array(judged)).to_pylist()
+        for i, text in zip(range(n) if judged is None else judged.tolist(), texts):
             words = text.split()
             if len(words) < min_words:
                 continue

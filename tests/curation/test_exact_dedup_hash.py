@@ -90,6 +90,7 @@ def test_hash_pass_on_the_worker_pool_gives_the_same_decisions(monkeypatch):
     rows = _rows()
     alone = ExactDedup(exact_dedup.ExactDedupParams(), StepContext(seed=0)).decide(rows_to_dataset(rows))
     monkeypatch.setattr(row_local, "MAP_MIN_ROWS", 100)
+    monkeypatch.setenv("RECIPE_KIT_KERNELS", "numpy")  # with the compiled kernels the pass stays in this process
     engine = LocalEngine(workers=2)
     try:
         shards = engine.map_column(exact_dedup.normalised_hashes, pa.array([r["text"] for r in rows]), lower=True)

@@ -79,3 +79,33 @@ def test_off_switch_and_size_rule(monkeypatch):
     monkeypatch.delenv(kernels.ENV)
     assert kernels.enabled()
     assert not kernels.worth(10) and kernels.worth(kernels.MIN_ITEMS) and kernels.worth(0, kernels.MIN_BYTES)
+
+
+@pytest.mark.parametrize("lower", [True, False])
+def test_exact_dedup_normalised_hashes_match(monkeypatch, lower):
+    """exact_dedup's pass 1: ASCII rows normalised and hashed in one compiled pass, the others in
+    Python; the same hashes as normalising every row (columns.normalised) and hashing the result."""
+    from curation.steps.exact_dedup import normalised_hashes
+
+    odd = ["  Lead", "trail \t\n", "\x1c\x1dsep\x1e\x1fmid\x0b\x0c", "MiXeD   CaSe", "", "\r\n", "a\u00a0b", "Straße  X"]
+    texts = pa.chunked_array([pa.array(odd + _texts(4, 300) + [None, "tab\there"]), pa.array(["ONE more", None])])
+    ref, fast = _both(monkeypatch, lambda: normalised_hashes(texts, lower))
+    assert np.array_equal(ref, fast)
+
+
+@pytest.mark.parametrize("min_words", [0, 12])
+def test_repetition_prefilter_gives_the_same_decisions(monkeypatch, min_words):
+    """repetition: the rows the compiled prefilter clears (ASCII, no newline, no word twice, or too
+    few words) are the rows the per-row loop passes over; the decisions are the same."""
+    from curation.steps.base import StepContext
+    from curation.steps.repetition import Repetition, RepetitionParams
+
+    rng = random.Random(9)
+    vocab = [f"w{i}" for i in range(12)] + ["café", "x\x1cy"]
+    texts = ["", "one", "a a", "a b\nc d", "line\nline\nline\nline", "x y z " * 20, "\x1c a \x1f a"]
+    texts += [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 30))) + rng.choice(["", "\n", "\n\nx"]) for _ in range(500)]
+    table = pa.table({"kind": ["text"] * len(texts), "text": texts})
+    step = Repetition(RepetitionParams(field="all", min_words=min_words), StepContext(seed=0))
+    ref, fast = _both(monkeypatch, lambda: step.decide_batch(table))
+    assert fast.keep.tolist() == ref.keep.tolist() and fast.reason == ref.reason
+    assert np.array_equal(fast.score, ref.score) and 0 < (~ref.keep).sum() < len(texts)

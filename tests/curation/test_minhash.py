@@ -184,6 +184,7 @@ def test_signatures_on_the_local_engines_workers_give_the_same_decisions(monkeyp
     ds = rows_to_dataset(rows)
     alone = _step().decide(ds)
     monkeypatch.setattr(row_local, "MAP_MIN_ROWS", 50)
+    monkeypatch.setenv("RECIPE_KIT_KERNELS", "numpy")  # with the compiled kernels the pass stays in this process
     engine = LocalEngine(workers=2)
     try:
         assert engine.spreads(len(rows))

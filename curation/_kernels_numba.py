@@ -55,7 +55,8 @@ def ascii_word_hashes(data, offsets, lut):
     (``lut[b] != 0``) of each text ``data[offsets[j]:offsets[j+1]]``, in order, and the count per text."""
     n = offsets.shape[0] - 1
     counts = np.zeros(n, np.int64)
-    out = np.empty(data.shape[0] // 2 + 1, np.uint64)  # a word takes a byte and a separator, the last none
+    # a text of L bytes holds at most (L + 1) // 2 words (a byte each, a separator between two)
+    out = np.empty((offsets[n] - offsets[0] + n) // 2 + 1, np.uint64)
     w = 0
     for j in range(n):
         h = _U(0)

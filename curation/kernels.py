@@ -15,10 +15,14 @@ Measured (``python benchmarks/minhash_vs_rensa.py``, and the figures in
 ``benchmarks/results/minhash_vs_rensa.md``): the word split and hash of ASCII texts, the n-gram
 hashes and the 128 permutations are where ``minhash_dedup``'s time went.
 
-When they run: :func:`enabled` (numba importable, and ``RECIPE_KIT_KERNELS`` is not ``numpy``) and
-the input is at least :data:`MIN_BYTES` / :data:`MIN_ITEMS` (below that, importing numba and
-loading the machine code costs more than the numpy passes). ``RECIPE_KIT_KERNELS=numpy`` forces the
-references, ``=numba`` forces the kernels at any size (tests).
+When they run: numba is installed and not switched off (``RECIPE_KIT_KERNELS=numpy`` forces the
+references, ``=numba`` the kernels at any size: tests), and either the kernels have started in this
+process already or the input is large enough to pay for their start: numba's import and the load of
+the cached machine code, :data:`START_SECONDS` once per process (0.47 s here, the ``kernels_start``
+line of ``benchmarks/minhash_vs_rensa.md``) and about 100 MB of resident memory (LLVM). Each caller
+passes :func:`use` what the numpy reference would take on its input, from the reference's rate
+measured here (stated where it calls); below the start's cost the reference runs and numba is never
+imported (a 100k-row curation of ``benchmarks/curate_scale.py`` does not start it).
 """
 
 from __future__ import annotations
@@ -26,11 +30,8 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-import numpy as np
-
-ENV = "RECIPE_KIT_KERNELS"  # "numpy": never the kernels; "numba": at any size; unset: by size
-MIN_BYTES = 1 << 20  # text bytes below which the numpy references run (numba's import + cache load ~0.4 s)
-MIN_ITEMS = 20_000  # shingles / strings below which the numpy references run
+ENV = "RECIPE_KIT_KERNELS"  # "numpy": never the kernels; "numba": at any size; unset: when they pay
+START_SECONDS = 0.5  # what starting the kernels costs a process (measured 0.47 s: see the module docstring)
 
 
 def enabled() -> bool:
@@ -42,20 +43,21 @@ def enabled() -> bool:
 
 @lru_cache(maxsize=1)
 def _numba_available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Installed: found, not imported (importing numba alone costs 0.2 s and 55 MB)."""
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
 
 
-def worth(items: int, nbytes: int = 0) -> bool:
-    """Whether an input this size goes to the kernels."""
+def use(numpy_seconds: float) -> bool:
+    """Whether an input goes to the kernels (starting them if it does): ``numpy_seconds`` is what the
+    numpy reference would take on it."""
     if not enabled():
         return False
-    if os.environ.get(ENV, "") == "numba":
+    if os.environ.get(ENV, "") == "numba" or compiled.cache_info().currsize or numpy_seconds >= START_SECONDS:
+        compiled()
         return True
-    return items >= MIN_ITEMS or nbytes >= MIN_BYTES
+    return False
 
 
 @lru_cache(maxsize=1)

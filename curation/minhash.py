@@ -109,7 +109,7 @@ class MinHasher:
         # boundaries of each text's run of shingles
         run_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
         run_owner = owner[run_start]
-        if kernels.worth(len(hashes)):  # the same values, one compiled pass (curation.kernels)
+        if kernels.use(0.25e-6 * len(hashes)):  # the same values in one compiled pass (numpy: ~0.25 us a shingle)
             run_end = np.r_[run_start[1:], len(hashes)]
             sig[run_owner] = kernels.compiled().signatures_from_shingles(hashes, run_start, run_end, self.a, self.b)
             return sig
@@ -145,10 +145,11 @@ class MinHasher:
         batch, shingled and permuted in one compiled pass without the shingle array: the same values)."""
         check_ngram(ngram)
         sig = np.full((len(texts), self.num_perm), EMPTY, dtype=np.uint32)
+        fast = kernels.use(8e-6 * len(texts))  # numpy: ~8 us a text of benchmarks/minhash_vs_rensa.py's (24 words)
         for i in range(0, len(texts), batch):
             part = texts[i:i + batch]
             tokens = tokenize(part, unit)
-            if kernels.worth(len(tokens.hashes)):
+            if fast:
                 sig[i:i + len(part)] = kernels.compiled().signatures_from_tokens(
                     tokens.hashes, tokens.counts, ngram, NGRAM_MULT[:ngram], self.a, self.b)
             else:
@@ -164,7 +165,7 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     if bands * rows > sig.shape[1]:
         raise ValueError(f"bands x rows = {bands * rows} exceeds the {sig.shape[1]} permutations")
     mult = (np.random.default_rng(0xBA7D).integers(0, 2**63, size=rows, dtype=np.uint64) << np.uint64(1)) | np.uint64(1)
-    if kernels.worth(sig.shape[0]):
+    if kernels.use(1e-6 * sig.shape[0]):  # numpy: ~1 us a row at 9 x 13
         return kernels.compiled().band_keys(np.ascontiguousarray(sig), bands, rows, mult)
     keys = np.empty((sig.shape[0], bands), dtype=np.uint64)
     for j in range(bands):

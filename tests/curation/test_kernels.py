@@ -43,6 +43,15 @@ def test_tokenize_and_word_hashes_match(monkeypatch, ascii_only):
     assert ref.counts.sum() > 1000
 
 
+def test_tokenize_many_tiny_texts(monkeypatch):
+    """As many words as bytes (one-letter texts, no separator between texts): the kernel's output
+    holds them all (numba does not check bounds)."""
+    texts = ["a", "b c", "d"] * 700 + ["", "e", "f g h"]
+    ref, fast = _both(monkeypatch, lambda: tokenize(texts, "word"))
+    assert np.array_equal(ref.counts, fast.counts) and np.array_equal(ref.hashes, fast.hashes)
+    assert int(ref.counts.sum()) == 2804
+
+
 def test_hash_strings_match_on_slices_and_large_strings(monkeypatch):
     strings = _texts(1)
     arr = pa.array(strings)
@@ -73,39 +82,13 @@ def test_signatures_from_shingles_and_band_keys_match(monkeypatch):
     assert np.array_equal(ref_keys, fast_keys)
 
 
-def test_off_switch_and_size_rule(monkeypatch):
+def test_off_switch_and_start_rule(monkeypatch):
     monkeypatch.setenv(kernels.ENV, "numpy")
-    assert not kernels.enabled() and not kernels.worth(10**9)
+    assert not kernels.enabled() and not kernels.use(10**6)
+    monkeypatch.setenv(kernels.ENV, "numba")
+    assert kernels.use(0.0)  # forced: any size
     monkeypatch.delenv(kernels.ENV)
-    assert kernels.enabled()
-    assert not kernels.worth(10) and kernels.worth(kernels.MIN_ITEMS) and kernels.worth(0, kernels.MIN_BYTES)
-
-
-@pytest.mark.parametrize("lower", [True, False])
-def test_exact_dedup_normalised_hashes_match(monkeypatch, lower):
-    """exact_dedup's pass 1: ASCII rows normalised and hashed in one compiled pass, the others in
-    Python; the same hashes as normalising every row (columns.normalised) and hashing the result."""
-    from curation.steps.exact_dedup import normalised_hashes
-
-    odd = ["  Lead", "trail \t\n", "\x1c\x1dsep\x1e\x1fmid\x0b\x0c", "MiXeD   CaSe", "", "\r\n", "a\u00a0b", "Straße  X"]
-    texts = pa.chunked_array([pa.array(odd + _texts(4, 300) + [None, "tab\there"]), pa.array(["ONE more", None])])
-    ref, fast = _both(monkeypatch, lambda: normalised_hashes(texts, lower))
-    assert np.array_equal(ref, fast)
-
-
-@pytest.mark.parametrize("min_words", [0, 12])
-def test_repetition_prefilter_gives_the_same_decisions(monkeypatch, min_words):
-    """repetition: the rows the compiled prefilter clears (ASCII, no newline, no word twice, or too
-    few words) are the rows the per-row loop passes over; the decisions are the same."""
-    from curation.steps.base import StepContext
-    from curation.steps.repetition import Repetition, RepetitionParams
-
-    rng = random.Random(9)
-    vocab = [f"w{i}" for i in range(12)] + ["café", "x\x1cy"]
-    texts = ["", "one", "a a", "a b\nc d", "line\nline\nline\nline", "x y z " * 20, "\x1c a \x1f a"]
-    texts += [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 30))) + rng.choice(["", "\n", "\n\nx"]) for _ in range(500)]
-    table = pa.table({"kind": ["text"] * len(texts), "text": texts})
-    step = Repetition(RepetitionParams(field="all", min_words=min_words), StepContext(seed=0))
-    ref, fast = _both(monkeypatch, lambda: step.decide_batch(table))
-    assert fast.keep.tolist() == ref.keep.tolist() and fast.reason == ref.reason
-    assert np.array_equal(fast.score, ref.score) and 0 < (~ref.keep).sum() < len(texts)
+    kernels.compiled.cache_clear()  # as in a process that has not started them
+    assert kernels.enabled() and not kernels.use(kernels.START_SECONDS / 2)
+    assert kernels.use(kernels.START_SECONDS)  # worth their start: started
+    assert kernels.use(0.0)  # once started, any input

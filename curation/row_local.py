@@ -6,8 +6,9 @@ each decided, and concatenates the decisions in shard order; ``Step.summarise`` 
 step's card facts from the merged decisions. Because every row's decision depends on that row
 alone, the result is the same on 1 or N processes (a test checks).
 
-Shards go to worker processes when the step does per-row Python (``Step.per_row_python``: Gopher
-repetition, empty turns), can be rebuilt in a worker from its options, and there are at least
+Shards go to worker processes when the step does per-row Python (``Step.per_row_python``: empty
+turns; Gopher repetition without numba, since with it a compiled prefilter leaves the loop ~1% of
+the rows, ``curation.kernels``), can be rebuilt in a worker from its options, and there are at least
 ``MIN_ROWS_PER_WORKER`` rows per worker. Vectorised steps (Arrow kernels: length, garbage) run in
 this process: there a worker's start and the shard's transfer cost more than the kernels. One
 :class:`WorkerPool` serves every step of a curation run, so workers start once.

@@ -80,6 +80,15 @@ _LUT = np.arange(256, dtype=np.uint8)
 _LUT[[c for c in range(128) if not (chr(c).isalnum() or c == 95)]] = 0
 
 
+def utf8_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes uint8, offsets int64) of a string array as one large_string array (cast before the
+    chunks are combined, so text past 2 GiB needs no 32-bit offsets); null entries read as empty
+    strings. ``offsets`` index ``bytes`` directly (they need not start at 0)."""
+    if arr.type != pa.large_string():
+        arr = arr.cast(pa.large_string())
+    return _utf8(arr.fill_null(""))
+
+
 def _utf8(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(bytes uint8, offsets int64) of a large_string array."""
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
@@ -99,8 +108,8 @@ def _hash_words(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np
     order = np.argsort(-np.minimum(lengths, 32767).astype(np.int16), kind="stable")
     s, L = starts[order], lengths[order]
     h = np.zeros(len(s), np.uint64)
-    if len(L) and L[0] > 32767:  # the sort key was capped: order the few very long words exactly
-        long = L > 32767
+    if len(L) and L[0] >= 32767:  # the sort key was capped: order the few very long words (a prefix) exactly
+        long = L >= 32767
         sub = np.argsort(-L[long], kind="stable")
         s[long], L[long], order[long] = s[long][sub], L[long][sub], order[long][sub]
     maxlen = int(L[0]) if len(L) else 0  # after that re-sort: the longest word, so every byte is hashed

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict
 
 from curation import kernels
 from curation.columns import PY_SPACE, normalised, table_of, text_column
-from curation.shingles import hash_strings
+from curation.shingles import hash_strings, utf8_buffers
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step
 
@@ -104,17 +104,14 @@ def _slice_hashes(part: pa.ChunkedArray, lower: bool) -> np.ndarray:
     """hash_strings(normalised(part)): the ASCII rows normalised and hashed in one compiled pass that
     never builds their normalised text (``curation.kernels``; the same values), the others normalised
     in Python as :func:`curation.columns.normalised` does."""
-    arr = part.combine_chunks().fill_null("")
-    arr = arr.cast(pa.large_string()) if arr.type != pa.large_string() else arr
-    ascii_rows = np.asarray(pc.string_is_ascii(arr), dtype=bool)
-    out = np.empty(len(arr), np.uint64)
-    data = np.frombuffer(arr.buffers()[2], np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
-    offsets = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    data, offsets = utf8_buffers(part)
+    ascii_rows = np.asarray(pc.string_is_ascii(part.fill_null("")), dtype=bool)
+    out = np.empty(len(part), np.uint64)
     fast = np.flatnonzero(ascii_rows)
     out[fast] = kernels.compiled().normalised_ascii_hashes(data, offsets, fast, lower, _SPACE_BYTES)
     slow = np.flatnonzero(~ascii_rows)
     if len(slow):
-        out[slow] = hash_strings(pa.array([normalise(s, lower) for s in arr.take(pa.array(slow)).to_pylist()], pa.string()))
+        out[slow] = hash_strings(pa.array([normalise(s or "", lower) for s in part.take(pa.array(slow)).to_pylist()], pa.string()))
     return out
 
 

@@ -111,8 +111,10 @@ def test_long_texts_hash_the_same_in_any_company_and_their_copies_are_found(monk
     long_a, long_b = "a" * 40000 + " tail one", "a" * 40000 + " tail two"
     alone = hash_strings(pa.array([long_b]))
     assert hash_strings(pa.array(["b" * 33000, long_b]))[1] == alone[0]
+    assert hash_strings(pa.array(["b" * 32767, long_b]))[1] == alone[0]  # the sort key's cap itself
+    assert hash_strings(pa.array([long_b, "b" * 32767, "c" * 50000]))[0] == alone[0]
     assert hash_strings(pa.array([long_a, long_b]))[0] != alone[0]
-    rows = [make_row("text", "s", text=t) for t in ["c" * 33000, long_b, "x", long_b]]
+    rows = [make_row("text", "s", text=t) for t in ["c" * 32767, long_b, "x", long_b]]
     monkeypatch.setattr(exact_dedup, "SLICE_ROWS", 2)  # the copies sit in different slices
     got = _decide(rows)
     assert got.keep.tolist() == [True, True, True, False]

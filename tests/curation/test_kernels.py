@@ -17,7 +17,8 @@ pytestmark = pytest.mark.skipif(not kernels._numba_available(), reason="numba no
 
 def _texts(seed: int = 0, n: int = 400) -> list[str]:
     rng = random.Random(seed)
-    vocab = ["a", "bb", "word", "x_y", "42", "Café", "naïve", "ﬁne", "日本語", "ß", "A" * 300, "émigré", "z" * 33000]
+    vocab = ["a", "bb", "word", "x_y", "42", "Café", "naïve", "ﬁne", "日本語", "ß", "A" * 300, "émigré", "z" * 33000,
+             "y" * 32767]
     texts = ["", " ", ",,, !!", "one", "two words", "a b c d", "a b c d e", "  lead and trail  ", "x" * 34000]
     for _ in range(n):
         k = rng.randint(0, 60)
@@ -92,3 +93,49 @@ def test_off_switch_and_start_rule(monkeypatch):
     assert kernels.enabled() and not kernels.use(kernels.START_SECONDS / 2)
     assert kernels.use(kernels.START_SECONDS)  # worth their start: started
     assert kernels.use(0.0)  # once started, any input
+
+
+@pytest.mark.parametrize("lower", [True, False])
+def test_exact_dedup_normalised_hashes_match(monkeypatch, lower):
+    """exact_dedup's pass 1: ASCII rows normalised and hashed in one compiled pass, the others in
+    Python; the same hashes as normalising every row (columns.normalised) and hashing the result."""
+    from curation.steps.exact_dedup import normalised_hashes
+
+    odd = ["  Lead", "trail \t\n", "\x1c\x1dsep\x1e\x1fmid\x0b\x0c", "MiXeD   CaSe", "", "\r\n", "a\u00a0b", "Straße  X"]
+    texts = pa.chunked_array([pa.array(odd + _texts(4, 300) + [None, "tab\there"]), pa.array(["ONE more", None])])
+    ref, fast = _both(monkeypatch, lambda: normalised_hashes(texts, lower))
+    assert np.array_equal(ref, fast)
+
+
+@pytest.mark.parametrize("options", [{}, {"min_words": 12}, {"top_ngram_char_frac": {1: 0.3}},
+                                     {"top_ngram_char_frac": {}, "dup_ngram_char_frac": {}},
+                                     {"top_ngram_char_frac": {3: 0.0}, "dup_ngram_char_frac": {5: 0.0}}])
+def test_repetition_prefilter_gives_the_same_decisions(monkeypatch, options):
+    """repetition: the rows the compiled prefilter clears (ASCII, with too few words, or with no
+    newline and no repeated n-gram of the smallest n the options name: every signal 0) get what the
+    per-row loop gives them; the decisions, scores and reasons are the same."""
+    from curation.steps.base import StepContext
+    from curation.steps.repetition import Repetition, RepetitionParams
+
+    rng = random.Random(9)
+    vocab = [f"w{i}" for i in range(12)] + ["café", "x\x1cy"]
+    texts = ["", "one", "a a", "a b\nc d", "line\nline\nline\nline", "x y z " * 20, "\x1c a \x1f a",
+             "the cat and the dog", "a b\r\na b\r\na b", "w1 w2 w1 w2 w1 w2 w1 w2 w1 w2"]
+    texts += [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 30))) + rng.choice(["", "\n", "\n\nx"]) for _ in range(500)]
+    table = pa.table({"kind": ["text"] * len(texts), "text": texts})
+    step = Repetition(RepetitionParams(field="all", **options), StepContext(seed=0))
+    ref, fast = _both(monkeypatch, lambda: step.decide_batch(table))
+    assert fast.keep.tolist() == ref.keep.tolist() and fast.reason == ref.reason
+    assert np.array_equal(fast.score, ref.score) and (~ref.keep).sum() < len(texts)
+
+
+def test_repetition_thresholds_are_fractions():
+    """A negative n-gram threshold would drop rows whose signals are all 0, which neither the loop's
+    own shortcut nor the prefilter looks at: refused, as the line and paragraph thresholds are."""
+    from pydantic import ValidationError
+
+    from curation.steps.repetition import RepetitionParams
+
+    for bad in ({"top_ngram_char_frac": {2: -0.1}}, {"dup_ngram_char_frac": {5: 1.5}}):
+        with pytest.raises(ValidationError):
+            RepetitionParams(**bad)

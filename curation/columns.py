@@ -38,6 +38,10 @@ def _re2_class(chars: str) -> str:
     return "".join(f"\\x{{{ord(c):x}}}" for c in chars)
 
 
+# the same, as a byte table for the compiled kernels over ASCII text (curation.kernels): 1 where str.split() separates
+ASCII_SPACE_BYTES = np.zeros(256, np.uint8)
+ASCII_SPACE_BYTES[[ord(c) for c in PY_SPACE if ord(c) < 128]] = 1
+
 SPACE_CLASS = _re2_class(PY_SPACE)
 _WORD = f"[^{SPACE_CLASS}]+"
 _ASCII_SPACE_RUN = "[" + _re2_class("".join(c for c in PY_SPACE if ord(c) < 128)) + "]+"

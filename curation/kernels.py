@@ -9,7 +9,8 @@ keeps its values in registers. numba compiles the loops (``pip install 'recipe-k
 of a second). Every kernel computes exactly what its numpy reference computes, bit for bit (the
 references stay in ``shingles.py`` and ``minhash.py``; ``tests/curation/test_kernels.py``
 compares them on awkward inputs), so the decisions and the cache keys are the same with or
-without numba and no step version changes.
+without numba. (Writing them found a flaw in the numpy word hash past 32,767 bytes, fixed there:
+that fix, not the kernels, is why exact_dedup, minhash_dedup and decontaminate changed version.)
 
 Measured (``python benchmarks/minhash_vs_rensa.py``, and the figures in
 ``benchmarks/results/minhash_vs_rensa.md``): the word split and hash of ASCII texts, the n-gram

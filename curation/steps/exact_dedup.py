@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
 from curation import kernels
-from curation.columns import PY_SPACE, normalised, table_of, text_column
+from curation.columns import ASCII_SPACE_BYTES, normalised, table_of, text_column
 from curation.shingles import hash_strings, utf8_buffers
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step
@@ -96,10 +96,6 @@ def normalised_hashes(texts, lower: bool) -> np.ndarray:
     return hashes
 
 
-_SPACE_BYTES = np.zeros(256, np.uint8)  # the ASCII bytes Python's str.split() separates on
-_SPACE_BYTES[[ord(c) for c in PY_SPACE if ord(c) < 128]] = 1
-
-
 def _slice_hashes(part: pa.ChunkedArray, lower: bool) -> np.ndarray:
     """hash_strings(normalised(part)): the ASCII rows normalised and hashed in one compiled pass that
     never builds their normalised text (``curation.kernels``; the same values), the others normalised
@@ -108,7 +104,7 @@ def _slice_hashes(part: pa.ChunkedArray, lower: bool) -> np.ndarray:
     ascii_rows = np.asarray(pc.string_is_ascii(part.fill_null("")), dtype=bool)
     out = np.empty(len(part), np.uint64)
     fast = np.flatnonzero(ascii_rows)
-    out[fast] = kernels.compiled().normalised_ascii_hashes(data, offsets, fast, lower, _SPACE_BYTES)
+    out[fast] = kernels.compiled().normalised_ascii_hashes(data, offsets, fast, lower, ASCII_SPACE_BYTES)
     slow = np.flatnonzero(~ascii_rows)
     if len(slow):
         out[slow] = hash_strings(pa.array([normalise(s or "", lower) for s in part.take(pa.array(slow)).to_pylist()], pa.string()))

@@ -48,7 +48,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from curation import kernels
-from curation.columns import PY_SPACE, text_column
+from curation.columns import ASCII_SPACE_BYTES, text_column
 from curation.shingles import NGRAM_MULT, utf8_buffers
 from curation.steps import STEPS
 from curation.steps.base import Decisions, Step
@@ -150,10 +150,6 @@ def repetition_signals(text: str, p: RepetitionParams, words: list[str] | None =
     return out
 
 
-_SPACE_BYTES = np.zeros(256, np.uint8)  # the ASCII bytes str.split() separates on
-_SPACE_BYTES[[ord(c) for c in PY_SPACE if ord(c) < 128]] = 1
-
-
 def _rows_to_judge(column: pa.ChunkedArray, p: RepetitionParams, min_words: int) -> np.ndarray:
     """Indices of the rows whose signals need computing: every row but the ASCII ones whose signals are
     all 0 or that are not judged, found by a compiled pass over the bytes (``curation.kernels``)
@@ -166,7 +162,7 @@ def _rows_to_judge(column: pa.ChunkedArray, p: RepetitionParams, min_words: int)
     ascii_rows = np.asarray(pc.string_is_ascii(column.fill_null("")), dtype=bool)
     rows = np.flatnonzero(ascii_rows)
     smallest = min([*p.top_ngram_char_frac, *p.dup_ngram_char_frac], default=1)
-    counts, repeated = kernels.compiled().ascii_gram_repeats(data, offsets, rows, _SPACE_BYTES, NGRAM_MULT[:max(1, smallest)])
+    counts, repeated = kernels.compiled().ascii_gram_repeats(data, offsets, rows, ASCII_SPACE_BYTES, NGRAM_MULT[:max(1, smallest)])
     newline = np.asarray(pc.match_substring(column.take(pa.array(rows)), "\n"), dtype=bool)
     judge = ~ascii_rows
     judge[rows] = (counts >= min_words) & (newline | repeated)

@@ -82,6 +82,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def remove_path(p: str | Path) -> None:
+    """Remove a file or a folder, if there (nothing else: a missing path is not an error)."""
+    _remove(Path(p))
+
+
 def _remove(p: Path) -> None:
     if p.is_dir():
         shutil.rmtree(p, ignore_errors=True)

@@ -35,7 +35,7 @@ from curation import ledger as ledger_mod
 from curation import ledger_folder
 from curation import run_commit
 from curation.console import outcome_table, progress, say
-from curation.files import atomic_write_text
+from curation.files import atomic_folder, atomic_write_text, remove_path
 from curation.columns import table_of
 from curation.composition import composition
 from curation.ledger import write_parquet
@@ -46,6 +46,7 @@ from curation.engine import make_engine
 from curation.rows import dataset_of
 from curation.selection import Selection
 from curation.stage_datasets import StageDatasets, write_rows
+from curation.stage_paths import stage_location
 from curation.sources import NoValidRows, load_source
 from curation.steps import STEPS
 from curation.steps.base import StepContext, StepError
@@ -180,9 +181,7 @@ class Curation:
         t0 = time.perf_counter()
         files = []
         for mix_name, rows in out.items():
-            rel = f"datasets/{mix_name}.parquet"
-            write_rows(rows, self.out / rel, stamp)
-            files.append(rel)
+            files += self._write_dataset(mix_name, rows, stamp)
         out.clear()  # the datasets are read back from the files on first use (StageDatasets): no second copy
         self._write_ledger(tables, stamp)
         # wall time of the phase, of each source's load (null: served from the cache), of each mixture's
@@ -194,7 +193,23 @@ class Curation:
         atomic_write_text(self.out / "curation.json", json.dumps(record, indent=1, default=str))
         run_commit.commit(self.out, self.recipe_hash, self.curation_id, files + [LEDGER_INDEX, "curation.json"])
         self.seconds = time.time() - started
-        return StageDatasets({name: self.out / f"datasets/{name}.parquet" for name in self.recipe.mixtures})
+        return StageDatasets({name: stage_location(self.out, name) for name in self.recipe.mixtures})
+
+    def _write_dataset(self, mix_name: str, rows: Selection, stamp: dict) -> list[str]:
+        """A stage dataset into the run directory: ``datasets/<mixture>.parquet``, or, where the rows are
+        in a shard store (the Ray engine), ``datasets/<mixture>/`` with a part per shard written by the
+        workers (``curation.ray_shards``); the other form, left by an earlier run, is removed. The files
+        to commit."""
+        file, folder = self.out / f"datasets/{mix_name}.parquet", self.out / f"datasets/{mix_name}"
+        if rows.store is None:
+            write_rows(rows, file, stamp)
+            remove_path(folder)
+            return [f"datasets/{mix_name}.parquet"]
+        meta = dict(run_commit.stamp(pa.table({}), stamp["recipe_hash"], stamp["curation_id"]).schema.metadata)
+        with atomic_folder(folder) as tmp:
+            names = self._engine.write_stage(rows, tmp, meta)
+        remove_path(file)
+        return [f"datasets/{mix_name}/{n}" for n in names]
 
     def _commit_failed(self, exc: NoValidRows, tables: list, record: dict, stamp: dict, resolved_text: str) -> None:
         """A source with no valid row: its quarantine reaches the ledger (``recipe audit --reason``)."""
@@ -275,7 +290,7 @@ class Curation:
         table = json.loads((entry / "table.json").read_text())
         self.console.print(outcome_table(mix_name, table))
         funnel = [{"step": "mixture", "rows_in": sum(t["available"] for t in table), "rows_out": rows.num_rows, "dropped": {}}]
-        rows = Selection(rows, carried={} if tokens is None else {"tokens": tokens})
+        rows = self._selection(node, rows, {} if tokens is None else {"tokens": tokens})
         hashes = None  # the rows' ledger_folder.base_hashes, computed at the first step that runs, then carried
         for step_node in [n for n in self.plan.of_kind("step") if n.extra["mixture"] == mix_name]:
             rows_in = rows.num_rows
@@ -291,9 +306,20 @@ class Curation:
                                 "index": step_node.extra["index"], "rows_in": rows_in, "decide_seconds": seconds,
                                 "seconds": round(time.perf_counter() - t0, 3)})
             self.console.print(f"  {rows_in} -> {rows.num_rows} rows" + (f"  dropped: {codes}" if codes else ""))
-        if rows.indices is not None and len(rows.indices) < rows.base.num_rows // 2:
+        if rows.store is None and rows.indices is not None and len(rows.indices) < rows.base.num_rows // 2:
             rows.table()  # held until the run's writes: the kept rows, not a base twice their size
         return rows, tables, funnel, table, self._composition(rows)
+
+    def _selection(self, node, table: pa.Table, carried: dict) -> Selection:
+        """The mixture's rows as the steps narrow them. On an engine that reads shards (Ray), the rows are
+        written once as shards in the cache (``curation.ray_shards``) and the driver keeps only their
+        narrow columns (ids, sources, kinds, skills): every step's workers read the rest themselves."""
+        if not hasattr(self._engine, "shard_store"):
+            return Selection(table, carried=carried)
+        from curation.ray_shards import NARROW
+
+        store = self._engine.shard_store(self.cache, node.key, node.describe, table)
+        return Selection(table.select([c for c in NARROW if c in table.column_names]), carried=carried, store=store)
 
     @staticmethod
     def _composition(rows: Selection) -> dict | None:
@@ -348,7 +374,9 @@ class Curation:
                 started = time.perf_counter()
                 advance = on_progress(f"{node.extra['step']} (row-local)", rows.num_rows) if step.row_local else None
                 # a row-local step on this machine decides over shards taken one at a time; any other gets the rows whole
-                table_in = rows.view() if step.row_local and self._engine.name == "local" else rows.table()
+                # (on an engine with a shard store, its workers read the rows: the selection, not a table)
+                table_in = (rows if rows.store is not None else
+                            rows.view() if step.row_local and self._engine.name == "local" else rows.table())
                 decisions = self._engine.decide(step, table_in, on_shard=advance)
                 del table_in
                 seconds = round(time.perf_counter() - started, 3)

@@ -21,29 +21,41 @@ import pyarrow as pa
 from curation.steps.base import Decisions, Step
 
 
-def decontaminate(engine, step: Step, table: pa.Table) -> Decisions:
+def decontaminate(engine, step: Step, inp) -> Decisions:
+    """``inp``: a :class:`curation.ray_engine.StepInput`; the workers cut the texts from their shards and
+    the driver reads back only the few matched rows' texts the step shows (``examples``)."""
     import ray
 
     from curation.columns import text_column
     from curation.ray_engine import gathered
     from curation.rows import dataset_of
 
-    n = table.num_rows
+    n = inp.num_rows
     if not n:
-        return step.decide(dataset_of(table))
-    texts = text_column(table, step.params.field)
+        return step.decide(dataset_of(inp.table()))
     evals = step.eval_items()
     matcher = step.matcher(evals)
     names = matcher.names()
     ref = ray.put(matcher)
-    ds = ray.data.from_arrow(engine.shard_tables(pa.table({"text": texts})))
-    out = ds.map_batches(_match_shard, fn_kwargs={"matcher": [ref]}, batch_format="pyarrow", batch_size=None)
+    out = inp.texts(step.params.field).map_batches(_match_shard, fn_kwargs={"matcher": [ref]}, batch_format="pyarrow", batch_size=None)
     result = gathered(out, n, "matches")
     best = {name: result.column(f"best_{k}").to_numpy() for k, name in enumerate(names)}
     best_item = {name: result.column(f"item_{k}").to_pylist() for k, name in enumerate(names)}
     engine.say(f"decontaminate: {len(names)} benchmark index(es) broadcast to the shard tasks")
-    shown = texts.to_pylist()
-    return step.finish(table.column("id").to_pylist(), shown, evals, best, best_item)
+    shown = _RowTexts(inp, step.params.field)
+    return step.finish(inp.column("id").to_pylist(), shown, evals, best, best_item)
+
+
+class _RowTexts:
+    """``text_column(rows, field)[i]``, read for the rows the step shows, not held for every row."""
+
+    def __init__(self, inp, field: str):
+        self.inp, self.field = inp, field
+
+    def __getitem__(self, i: int) -> str:
+        from curation.columns import text_column
+
+        return text_column(self.inp.rows_at([i]), self.field)[0].as_py()
 
 
 def _match_shard(batch: pa.Table, matcher: list) -> pa.Table:

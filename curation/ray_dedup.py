@@ -39,19 +39,15 @@ from curation.steps.base import Decisions, Step
 BUCKET_ROWS = 50_000  # rows per exact-dedup bucket, on average
 
 
-def exact_dedup(engine, step: Step, table: pa.Table) -> Decisions:
-    from curation.columns import text_column
-
+def exact_dedup(engine, step: Step, inp) -> Decisions:
+    """``inp``: a :class:`curation.ray_engine.StepInput`; the workers cut ids and texts from their shards,
+    the driver holds the ids."""
     p = step.params
-    n = table.num_rows
+    n = inp.num_rows
     if not n:
-        return step.decide(table)
-    payload = pa.table({"id": table.column("id"), "text": text_column(table, p.field)})
+        return step.decide(inp.table())
     buckets = max(1, -(-n // BUCKET_ROWS))
-    import ray
-
-    ds = ray.data.from_arrow(engine.shard_tables(payload))
-    keyed = ds.map_batches(_keyed, fn_kwargs={"lowercase": p.lowercase, "buckets": buckets}, batch_format="pyarrow",
+    keyed = inp.texts(p.field, ids=True).map_batches(_keyed, fn_kwargs={"lowercase": p.lowercase, "buckets": buckets}, batch_format="pyarrow",
                            batch_size=None)
     firsts = keyed.groupby("_bucket", num_partitions=min(buckets, engine.cpus * 2)).map_groups(
         _firsts, batch_format="pyarrow")
@@ -64,7 +60,7 @@ def exact_dedup(engine, step: Step, table: pa.Table) -> Decisions:
     dup = result.column("dup").to_numpy(zero_copy_only=False)[order]
     reason: list[str | None] = [None] * n
     where = np.flatnonzero(dup)
-    ids = table.column("id")
+    ids = inp.column("id")
     for i, kept_id in zip(where.tolist(), ids.take(pa.array(first[where])).to_pylist()):
         reason[i] = f"duplicate_of:{kept_id}"
     engine.say(f"exact_dedup: hash-partitioned into {buckets} bucket(s)")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -106,18 +107,27 @@ class RayEngine:
             self.console.print(f"  [cyan]ray[/]: {text}")
 
     # ------------------------------------------------------------------ steps
-    def decide(self, step: Step, table: pa.Table, on_shard: Callable[[int], Any] | None = None) -> Decisions:
+    def decide(self, step: Step, rows, on_shard: Callable[[int], Any] | None = None) -> Decisions:
+        """``step``'s decisions over ``rows``: a table (shipped to the workers through the object store),
+        or a :class:`~curation.selection.Selection` with a shard store (read by the workers)."""
         from curation import ray_dedup
         from curation.rows import dataset_of
 
+        inp = StepInput(self, rows)
         distributed = ray_dedup.DISTRIBUTED.get(step.name)
         if distributed is not None:
-            return distributed(self, step, table)
+            return distributed(self, step, inp)
         if step.row_local and not step.uses_tokenizer and not type(step).reads_sources(step.params):
-            return self._row_local(step, table, on_shard)
+            return self._row_local(step, inp, on_shard)
         why = "uses the recipe's tokenizer" if step.uses_tokenizer else "has no distributed form"
         self.say(f"{step.name} {why}: it runs on the driver")
-        return step.decide(dataset_of(table))
+        return step.decide(dataset_of(inp.table()))
+
+    def shard_store(self, cache, key: str, describe: dict, table: pa.Table):
+        """A mixture's rows as shards the workers read (``curation.ray_shards``), written once per key."""
+        from curation.ray_shards import ShardStore
+
+        return ShardStore.of(cache, key, describe, table)
 
     def shard_tables(self, table: pa.Table, rows: int = SHARD_ROWS) -> list[pa.Table]:
         """``table`` with an ``_index`` column, cut into shards: at least one per CPU when it is large
@@ -128,18 +138,18 @@ class RayEngine:
         indexed = table.append_column("_index", pa.array(np.arange(n, dtype=np.int64)))
         return [indexed.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
-    def _row_local(self, step: Step, table: pa.Table, on_shard) -> Decisions:
+    def _row_local(self, step: Step, inp: "StepInput", on_shard) -> Decisions:
         import ray
 
         from curation.row_local import _payload, merge
 
-        n = table.num_rows
+        n = inp.num_rows
         if not n:
-            return step.decide_batch(table)
-        payload = _payload(step, table)
+            return step.decide_batch(inp.table())
         spec = {"where": (type(step).__module__, type(step).__qualname__), "name": step.name,
-                "params": step.params.model_dump(), "seed": step.ctx.seed}
-        ds = ray.data.from_arrow(self.shard_tables(payload))
+                "params": step.params.model_dump(), "seed": step.ctx.seed, "payload": inp.sharded}
+        # sharded: each worker cuts its own payload from the shard it read; else the driver's shards carry it
+        ds = inp.dataset() if inp.sharded else ray.data.from_arrow(self.shard_tables(_payload(step, inp.table())))
         refs = type(step).model_refs(step.params)
         if refs:  # one model load per actor, not per shard
             models = {r: str(step.ctx.model(r)) for r in refs}
@@ -157,6 +167,33 @@ class RayEngine:
         merged = merge([_decisions_of(ordered)])
         merged.extras = step.summarise(merged)
         return merged
+
+    def write_stage(self, rows, folder: Path, metadata: dict | None) -> list[str]:
+        """A stage dataset as parts of ``folder`` (a fresh temp folder), each written by the worker that
+        read its shard (rows in store order), or by the driver in one part (a step reordered the rows,
+        or no store); the parts' names, in row order."""
+        from curation import ray_shards
+        from curation.ledger import write_parquet
+
+        sel = rows
+        if sel.store is not None and sel.in_store_order() and sel.num_rows:
+            out = sel.store.dataset(sel.indices).map_batches(
+                ray_shards.write_part, fn_kwargs={"folder": str(folder), "metadata": metadata},
+                batch_format="pyarrow", batch_size=None)
+            written = pa.concat_tables(list(out.iter_batches(batch_format="pyarrow", batch_size=None)))
+            if int(pa.compute.sum(written.column("rows")).as_py() or 0) != sel.num_rows:
+                raise RuntimeError(f"ray wrote {written.column('rows')} rows of a {sel.num_rows}-row stage dataset")
+            ray_shards.clean(folder)
+            self.say(f"stage dataset written by the workers: {written.num_rows} part(s)")
+            return [p.name for p in ray_shards.parts(folder)]
+        table = sel.table()
+        if metadata:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+        name = ray_shards.PART.format(0)
+        write_parquet(table, Path(folder) / name)
+        if sel.store is not None and sel.num_rows:
+            self.say("a step reordered the rows: the stage dataset is written by the driver, in one part")
+        return [name]
 
     # ------------------------------------------------------------------ data-parallel loops
     def map_column(self, fn: Callable, column, **kwargs) -> list:
@@ -216,23 +253,38 @@ def _decisions_table(index: pa.Array, d: Decisions) -> pa.Table:
                      "reason": pa.array(d.reason, pa.string())})
 
 
+def _decide_batch(step: Step, batch: pa.Table, spec: dict) -> pa.Table:
+    """A shard's decision columns (a shard read by the worker is cut to the step's payload here)."""
+    from curation.row_local import _payload
+
+    index = batch.column("_index").combine_chunks()
+    rows = batch.drop_columns(["_index"])
+    return _decisions_table(index, step.decide_batch(_payload(step, rows) if spec.get("payload") else rows))
+
+
 def _decide_shard(batch: pa.Table, spec: dict) -> pa.Table:
     _fault_for_tests()
-    index = batch.column("_index").combine_chunks()
-    decisions = _build_step(spec).decide_batch(batch.drop_columns(["_index"]))
-    return _decisions_table(index, decisions)
+    if not batch.num_rows:
+        return _EMPTY_DECISIONS
+    return _decide_batch(_build_step(spec), batch, spec)
 
 
 class _StepActor:
     """A row-local step holding a model, built once per actor."""
 
     def __init__(self, spec: dict, models: dict[str, str]):
+        self.spec = spec
         self.step = _build_step(spec, models)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         _fault_for_tests()
-        index = batch.column("_index").combine_chunks()
-        return _decisions_table(index, self.step.decide_batch(batch.drop_columns(["_index"])))
+        if not batch.num_rows:
+            return _EMPTY_DECISIONS
+        return _decide_batch(self.step, batch, self.spec)
+
+
+_EMPTY_DECISIONS = pa.schema([("extras", pa.string()), ("_index", pa.int64()), ("keep", pa.bool_()), ("score", pa.float64()),
+                               ("has_score", pa.bool_()), ("reason", pa.string())]).empty_table()
 
 
 def _map_chunk(batch: dict[str, np.ndarray], fn: Callable, kwargs: dict) -> dict[str, np.ndarray]:
@@ -264,3 +316,78 @@ def _decisions_of(t: pa.Table) -> Decisions:
     return Decisions(keep=t.column("keep").to_numpy(zero_copy_only=False),
                      score=t.column("score").to_numpy(zero_copy_only=False) if has_score else None,
                      reason=t.column("reason").to_pylist(), extras=json.loads(first) if first else {})
+
+
+# ---------------------------------------------------------------------- a step's input
+class StepInput:
+    """A step's input on the Ray engine. Either a driver table, shipped to the workers through the
+    object store in :meth:`RayEngine.shard_tables` shards, or a :class:`~curation.selection.Selection`
+    with a shard store (``sharded``), which the workers read from the shards themselves: the driver
+    then holds the selection's narrow columns and sends only which rows are in."""
+
+    def __init__(self, engine: RayEngine, rows):
+        from curation.selection import Selection
+
+        self.engine = engine
+        self.selection = rows if isinstance(rows, Selection) and rows.store is not None else None
+        self._table = None if self.selection is not None else (rows.table() if isinstance(rows, Selection) else rows)
+
+    @property
+    def sharded(self) -> bool:
+        return self.selection is not None
+
+    @property
+    def num_rows(self) -> int:
+        return self.selection.num_rows if self.sharded else self._table.num_rows
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        """A column the driver holds (``ray_shards.NARROW``: ids, sources) or any of the table's."""
+        return self.selection.column(name) if self.sharded else self._table.column(name)
+
+    def table(self) -> pa.Table:
+        """Every row and column on the driver (a step, or a part of one, with no distributed form)."""
+        if self._table is None:
+            self._table = self.selection.table()
+        return self._table
+
+    def rows_at(self, index: np.ndarray) -> pa.Table:
+        """The rows at ``index`` (places in this input), every column: a few, read from their shards."""
+        from curation.columns import take_rows
+
+        if self._table is not None:
+            return take_rows(self._table, np.asarray(index, dtype=np.int64))
+        sel = self.selection
+        where = np.asarray(index, dtype=np.int64) if sel.indices is None else sel.indices[np.asarray(index, dtype=np.int64)]
+        return sel.store.take(where)
+
+    def dataset(self):
+        """Every column of every row, with ``_index`` (place in this input), as a Ray dataset."""
+        import ray
+
+        if self.sharded:
+            return self.selection.store.dataset(self.selection.indices)
+        return ray.data.from_arrow(self.engine.shard_tables(self._table))
+
+    def texts(self, field: str, ids: bool = False):
+        """A Ray dataset of ``text`` (``columns.text_column`` of ``field``; with ``ids``, ``id`` too) and
+        ``_index``: cut by the workers from their shards, or on the driver from its table."""
+        import ray
+
+        from curation.columns import text_column
+
+        if self.sharded:
+            return self.dataset().map_batches(_texts, fn_kwargs={"field": field, "ids": ids}, batch_format="pyarrow",
+                                              batch_size=None)
+        cols = {"id": self._table.column("id")} if ids else {}
+        cols["text"] = text_column(self._table, field)
+        return ray.data.from_arrow(self.engine.shard_tables(pa.table(cols)))
+
+
+def _texts(batch: pa.Table, field: str, ids: bool) -> pa.Table:
+    from curation.columns import text_column
+
+    cols = {"_index": batch.column("_index")}
+    if ids:
+        cols["id"] = batch.column("id")
+    cols["text"] = text_column(batch.drop_columns(["_index"]), field) if batch.num_rows else pa.array([], pa.string())
+    return pa.table(cols)

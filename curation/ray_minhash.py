@@ -52,13 +52,15 @@ DRIVER_EDGES = 2_000_000  # at most this many candidate pairs (32 MB): component
 DRIVER_EDGES_ENV = "RECIPE_KIT_RAY_DRIVER_EDGES"  # overrides DRIVER_EDGES (0: always the rounds)
 
 
-def minhash_dedup(engine, step: Step, table: pa.Table) -> Decisions:
+def minhash_dedup(engine, step: Step, inp) -> Decisions:
+    """``inp``: a :class:`curation.ray_engine.StepInput` (or a table); the plan's shingle texts are made
+    on the driver, so it holds the rows."""
     import ray
 
     from curation.rows import dataset_of
 
     step.ctx.engine = engine
-    rows = dataset_of(table)
+    rows = dataset_of(inp if isinstance(inp, pa.Table) else inp.table())
     p = step.params
     if not len(rows):
         return step.decide(rows)

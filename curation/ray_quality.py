@@ -20,20 +20,20 @@ import pyarrow as pa
 from curation.steps.base import Decisions, Step
 
 
-def quality_classifier(engine, step: Step, table: pa.Table) -> Decisions:
+def quality_classifier(engine, step: Step, inp) -> Decisions:
+    """``inp``: a :class:`curation.ray_engine.StepInput`; the workers cut the texts from their shards."""
     import ray
 
-    from curation.columns import text_column
     from curation.ray_engine import gathered
     from curation.rows import dataset_of
 
-    n = table.num_rows
+    n = inp.num_rows
     if not n:
-        return step.decide(dataset_of(table))
+        return step.decide(dataset_of(inp.table()))
     p = step.params
     model, info, path = step.classifier()
     model_ref = ray.put(path.read_bytes())
-    ds = ray.data.from_arrow(engine.shard_tables(pa.table({"text": text_column(table, p.field)})))
+    ds = inp.texts(p.field)
     out = ds.map_batches(_Scorer, fn_constructor_kwargs={"model": [model_ref], "positive_label": p.positive_label},
                          batch_format="pyarrow", batch_size=None, compute=ray.data.ActorPoolStrategy(size=engine.cpus))
     score = gathered(out, n, "scores").column("score").to_numpy()

@@ -34,7 +34,8 @@ import pyarrow as pa
 from curation.steps.base import Decisions, Step
 
 
-def semantic_dedup(engine, step: Step, table: pa.Table) -> Decisions:
+def semantic_dedup(engine, step: Step, inp) -> Decisions:
+    """``inp``: a :class:`curation.ray_engine.StepInput`; the plan needs every text on the driver."""
     import ray
 
     from curation.columns import ids_of, text_column
@@ -43,6 +44,7 @@ def semantic_dedup(engine, step: Step, table: pa.Table) -> Decisions:
     from curation.steps.semantic_dedup import within_cluster_dedup
 
     p = step.params
+    table = inp.table()
     n = table.num_rows
     if not n:
         return step.decide(dataset_of(table))

@@ -36,8 +36,12 @@ def _take(base: pa.Table, idx: np.ndarray) -> pa.Table:
 class Selection:
     """``base`` (an Arrow table) narrowed to ``indices`` (int64, output order; None: all of it)."""
 
-    def __init__(self, base: pa.Table, indices: np.ndarray | None = None, carried: dict[str, np.ndarray] | None = None):
+    def __init__(self, base: pa.Table, indices: np.ndarray | None = None, carried: dict[str, np.ndarray] | None = None,
+                 store=None):
         self.base = base
+        # the rows as Parquet shards the Ray engine's workers read (curation.ray_shards.ShardStore), or None;
+        # with a store, ``base`` may hold only some columns (ray_shards.NARROW) and indices count store rows
+        self.store = store
         self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
         # per-row values aligned with ``base`` that follow the rows as they narrow (the mixture's token counts)
         self.carried = dict(carried or {})
@@ -57,7 +61,10 @@ class Selection:
         return col if self.indices is None else take_rows(pa.table({name: col}), self.indices).column(name)
 
     def table(self) -> pa.Table:
-        """The selected rows as one table; it becomes this selection's ``base`` (taken once)."""
+        """The selected rows as one table; it becomes this selection's ``base`` (taken once). With a
+        store, the rows are read from it and ``base`` stays (the store's rows are what indices count)."""
+        if self.store is not None:
+            return self.store.take(self.indices)
         if self.indices is not None:
             self.carried = {name: values[self.indices] for name, values in self.carried.items()}
             self.base, self.indices = take_rows(self.base, self.indices), None
@@ -72,9 +79,14 @@ class Selection:
         kept = np.asarray(kept, dtype=np.int64)
         if self.indices is None:
             if len(kept) == self.base.num_rows and bool((np.diff(kept) > 0).all()):
-                return Selection(self.base, carried=self.carried)
-            return Selection(self.base, kept, self.carried)
-        return Selection(self.base, self.indices[kept], self.carried)
+                return Selection(self.base, carried=self.carried, store=self.store)
+            return Selection(self.base, kept, self.carried, self.store)
+        return Selection(self.base, self.indices[kept], self.carried, self.store)
+
+    def in_store_order(self) -> bool:
+        """Whether the selected rows are in their base (and store) order: each store shard's selected
+        rows are then one contiguous run of the output."""
+        return self.indices is None or bool((np.diff(self.indices) > 0).all())
 
     def write(self, path: Path, schema_metadata: dict | None, write_parquet, row_group_rows: int) -> None:
         """The selected rows as one Parquet file, a row group's take at a time (``write_parquet``'s

@@ -1,5 +1,11 @@
 """The stage datasets a curation run commits: written from a :class:`~curation.selection.Selection` a
-row group at a time, stamped with the run; read back on first use (:class:`StageDatasets`)."""
+row group at a time, stamped with the run; read back on first use (:class:`StageDatasets`).
+
+A stage dataset is one file, ``datasets/<mixture>.parquet``, or (written by Ray workers, a part per
+shard: ``curation.ray_shards``) a folder ``datasets/<mixture>/`` of ``part-<first row>.parquet``
+files whose rows, in name order, are the dataset's. :func:`stage_location` finds it and
+:func:`stage_files` lists its files; every reader (training, the card, ``audit``, ``diff``) goes
+through them (``curation.stage_paths``)."""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from curation.columns import table_of
 from curation.files import atomic_path
 from curation.rows import dataset_of
 from curation.selection import Selection
+from curation.stage_paths import read_stage
 
 
 def write_rows(rows, path: Path, stamp: dict | None = None) -> Path:
@@ -39,7 +46,7 @@ class StageDatasets(Mapping):
 
     def __getitem__(self, name: str) -> datasets.Dataset:
         if name not in self._loaded:
-            self._loaded[name] = dataset_of(pq.read_table(self._paths[name]))  # KeyError for a name not curated
+            self._loaded[name] = dataset_of(read_stage(self._paths[name]))  # KeyError for a name not curated
         return self._loaded[name]
 
     def __iter__(self):

@@ -204,7 +204,8 @@ class StageLoop:
         sdir = stage_dir(self.out, i, kind_name)
         data_dir = sdir / "data"
         kind = STAGE_KINDS.get(kind_name)
-        train_path = (self.out / "datasets" / f"{stage.data}.parquet").resolve() if stage.data is not None else None
+        # the stage dataset: its file, or its folder of parts (curation.stage_paths) as a list of files
+        train_path = _train_files(self.out, stage.data) if stage.data is not None else None
         if kind.prepare is not None and rows is not None:
             def load_start():
                 from training.models import load_model, load_tokenizer
@@ -232,7 +233,8 @@ class StageLoop:
         return {"stage": run.loaded.resolved["stages"][i], "start_model": str(start_model),
                 "adapter": adapter_mode(stage), "models": models, "dtype": m.dtype,
                 "revisions": {m.path: m.revision} if m.path else {}, "trust_remote_code": m.trust_remote_code,
-                "datasets": {"train": str(train_path) if train_path else None, "validation": validation},
+                "datasets": {"train": (train_path if isinstance(train_path, list) else str(train_path)) if train_path else None,
+                             "validation": validation},
                 "stage_dir": str(sdir.resolve()), "seed": self.recipe.seed, "resume": resume,
                 "continued": node.extra["start"] != "base", "run_name": f"{self.recipe.name}/{node.name}",
                 "hook_inputs": hook_inputs}
@@ -363,3 +365,11 @@ def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
             out += _changed_keys(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))
         return out
     return [] if old == new else [prefix]
+
+
+def _train_files(out: Path, mixture: str) -> Path | list[str]:
+    """A stage dataset's path for the job: its file, or its parts' paths in row order."""
+    from curation.stage_paths import stage_files, stage_location
+
+    where = stage_location(out, mixture).resolve()
+    return [str(f.resolve()) for f in stage_files(where)] if where.is_dir() else where

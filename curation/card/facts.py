@@ -42,6 +42,9 @@ def build_facts(run: RunFiles, n_examples: int = 3) -> dict[str, Any]:
     facts["sources"] = _sources(run)
     facts["licenses"] = {s["name"]: s["license"] for s in facts["sources"] if s["roles"]}
     facts["composition"] = {m: _composition(run, m) for m in run.mixtures}
+    folders = {m: f"datasets/{m}/*.parquet" for m in run.mixtures if run.dataset_path(m).is_dir()}
+    if folders:  # stage datasets written as parts (the Ray engine): the Hub's data_files take a glob
+        facts["data_files"] = folders
     facts["mixtures"] = {m: _mixture(run, m) for m in run.mixtures}
     facts["contamination"] = _contamination(run, facts)
     facts["method_sections"] = _method_sections(facts)

@@ -47,7 +47,8 @@ def front_matter(facts: dict) -> dict:
         "source_datasets": sorted(set(sources)) or ["original"],
         "task_categories": sorted({_TASKS.get(k, "text-generation") for k in kinds}) or ["text-generation"],
         # paths are relative to the run directory (the card lives in <run>/card/)
-        "configs": [{"config_name": m, "data_files": [{"split": "train", "path": f"datasets/{m}.parquet"}]}
+        "configs": [{"config_name": m, "data_files": [{"split": "train",
+                                                       "path": facts.get("data_files", {}).get(m, f"datasets/{m}.parquet")}]}
                     for m in facts["composition"]],
         "tags": ["recipe-kit", f"recipe-hash-{facts['recipe']['hash']}"],
     }

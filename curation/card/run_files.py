@@ -23,6 +23,7 @@ import yaml
 from curation import ledger as ledger_mod
 from curation import run_commit
 from curation.row_ids import base_id
+from curation.stage_paths import read_stage, stage_files, stage_location
 
 
 class RunFilesError(Exception):
@@ -143,28 +144,31 @@ class RunFiles:
         return ledger_mod.num_records(self.ledger_path)
 
     def dataset_path(self, mixture: str) -> Path:
-        return self.out / "datasets" / f"{mixture}.parquet"
+        """The stage dataset's file, or its folder of parts (``curation.stage_datasets``)."""
+        return stage_location(self.out, mixture)
+
+    def has_dataset(self, mixture: str) -> bool:
+        return bool(stage_files(self.dataset_path(mixture)))
 
     def dataset(self, mixture: str, columns: list[str] | None = None) -> pa.Table:
         path = self.dataset_path(mixture)
-        if not path.is_file():
+        if not self.has_dataset(mixture):
             raise RunFilesError(f"no stage dataset {path}; re-run `recipe curate` with --out {self.out}")
         try:
-            return pq.read_table(path, columns=columns)
+            return read_stage(path, columns=columns)
         except Exception as exc:
             raise RunFilesError(f"{path} is unreadable ({str(exc).splitlines()[0]}); re-run `recipe curate`") from None
 
     def first_ids(self, mixture: str, n: int) -> list[str]:
         """The first ``n`` ids of a stage dataset (none where it is missing), from its first row groups only."""
         path = self.dataset_path(mixture)
-        if not path.is_file():
-            return []
         ids: list[str] = []
         try:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=max(1, n), columns=["id"]):
-                ids += batch.column("id").to_pylist()[: n - len(ids)]
-                if len(ids) >= n:
-                    break
+            for f in stage_files(path):
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=max(1, n), columns=["id"]):
+                    ids += batch.column("id").to_pylist()[: n - len(ids)]
+                    if len(ids) >= n:
+                        return ids
         except Exception as exc:
             raise RunFilesError(f"{path} is unreadable ({str(exc).splitlines()[0]}); re-run `recipe curate`") from None
         return ids
@@ -176,16 +180,17 @@ class RunFiles:
 
         out = {}
         for m in self.mixtures:
-            path = self.dataset_path(m)
-            if path.is_file():
-                found = pads.dataset(path, format="parquet").to_table(columns=["id"], filter=pads.field("id").isin(ids))
+            files = stage_files(self.dataset_path(m))
+            if files:
+                found = pads.dataset([str(f) for f in files], format="parquet").to_table(
+                    columns=["id"], filter=pads.field("id").isin(ids))
                 present = set(found.column("id").to_pylist())
                 out[m] = [i for i in ids if i in present]
         return out
 
     @cached_property
     def dataset_ids(self) -> dict[str, set[str]]:
-        return {m: set(self.dataset(m, ["id"]).column("id").to_pylist()) for m in self.mixtures if self.dataset_path(m).is_file()}
+        return {m: set(self.dataset(m, ["id"]).column("id").to_pylist()) for m in self.mixtures if self.has_dataset(m)}
 
     # ------------------------------------------------------------------ source rows
     def source_row_paths(self) -> list[Path]:

@@ -118,9 +118,13 @@ def _digest(obj) -> str:
 
 def run_fingerprint(run: Path) -> dict:
     out = {}
-    for f in sorted((run / "datasets").glob("*.parquet")):
-        table = pq.read_table(f)
-        out[f"datasets/{f.name}"] = {"rows": table.num_rows, "sha256": _digest(table.to_pylist())}
+    from curation.stage_paths import read_stage
+
+    # a stage dataset's file or its folder of parts (the Ray engine's), under the file's name
+    for f in sorted((run / "datasets").iterdir()):
+        if f.is_dir() or f.suffix == ".parquet":
+            table = read_stage(f).replace_schema_metadata(None)
+            out[f"datasets/{f.name.removesuffix('.parquet')}.parquet"] = {"rows": table.num_rows, "sha256": _digest(table.to_pylist())}
     ledger = ledger_mod.read(run / "ledger")
     out["ledger"] = {"rows": ledger.num_rows, "sha256": _digest(ledger.to_pylist())}
     record = json.loads((run / "curation.json").read_text())

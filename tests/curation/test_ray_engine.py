@@ -95,7 +95,11 @@ def _sorted_ledger(run: Path) -> list[dict]:
 
 
 def _datasets(run: Path) -> dict[str, list[dict]]:
-    return {f.name: pq.read_table(f).to_pylist() for f in sorted((run / "datasets").glob("*.parquet"))}
+    """Each stage dataset's rows, by mixture: a file (local) or a folder of parts (Ray), unstamped."""
+    from curation.stage_paths import read_stage
+
+    return {f.name.removesuffix(".parquet"): read_stage(f).to_pylist() for f in sorted((run / "datasets").iterdir())
+            if not f.name.startswith(".")}
 
 
 def test_fingerprint_recipe_on_ray_gives_the_committed_local_content(tmp_path, cli, ray_cluster):
@@ -156,6 +160,10 @@ def test_ray_and_local_give_identical_datasets_and_ledgers(tmp_path, cli, ray_cl
     assert "random_subset has no distributed form: it runs on the driver" in on_ray.output
     assert "exact_dedup: hash-partitioned" in on_ray.output
     assert "decontaminate: 1 benchmark index(es) broadcast" in on_ray.output
+    # the workers read the mixture's shards from the cache and wrote the stage dataset's parts
+    assert "stage dataset written by the workers" in on_ray.output
+    assert (tmp_path / "ray" / "datasets" / "mix").is_dir() and not (tmp_path / "ray" / "datasets" / "mix.parquet").exists()
+    assert list((tmp_path / "ray" / "cache" / "shards").glob("*/shards.json"))
     assert _datasets(tmp_path / "local") == _datasets(tmp_path / "ray")
     a, b = _sorted_ledger(tmp_path / "local"), _sorted_ledger(tmp_path / "ray")
     assert len(a) == len(b) and a == b
@@ -313,3 +321,57 @@ def test_quality_classifier_on_ray_trains_once_and_scores_in_an_actor_pool(tmp_p
         assert np.array_equal(got.score, want.score) and np.array_equal(got.keep, want.keep) and got.reason == want.reason
         assert got.extras == want.extras
     assert any("rows scored in an actor pool" in s for s in said), said
+
+
+def test_workers_read_shards_and_write_the_stage_dataset_in_order(tmp_path, ray_cluster):
+    """A selection over a shard store: workers' decisions, the rows a driver-side step reads back, and
+    the stage dataset's parts (written by the workers in store order; by the driver when a step
+    reordered the rows) are those of the same selection held as a table."""
+    import numpy as np
+
+    from curation.ray_engine import RayEngine, StepInput
+    from curation.ray_shards import NARROW, ShardStore
+    from curation.rows import rows_to_table
+    from curation.selection import Selection
+    from curation.stage_paths import read_stage
+    from curation.steps.base import StepContext
+    from curation.rows import dataset_of
+    from curation.steps.exact_dedup import ExactDedup
+    from curation.steps.length import Length
+    from recipe.cache import Cache
+
+    rows = [{"id": f"r{i}", "source": "s", "kind": "text", "text": ("w " * (i % 13)).strip(), "metadata": "{}"}
+            for i in range(2500)]
+    table = rows_to_table(rows)
+    store = ShardStore.of(Cache(tmp_path / "cache"), "k", {}, table, shard_rows=300)
+    assert len(store.files) == 9 and store.rows == 2500
+    engine = RayEngine()
+    said = []
+    engine.say = said.append
+    rng = np.random.default_rng(0)
+    kept = np.sort(300 + rng.choice(2200, 1700, replace=False))  # the first shard has no row left
+    narrow = table.select([c for c in NARROW if c in table.column_names])
+    for indices in (None, kept):
+        sel = Selection(narrow, indices, store=store)
+        want_rows = table if indices is None else table.take(pa.array(indices))
+        step = Length(Length.Params(unit="words", min=4), StepContext(seed=0))
+        want = step.decide_batch(want_rows)
+        got = engine.decide(step, sel)
+        assert np.array_equal(got.keep, want.keep) and got.reason == want.reason
+        assert sel.table().equals(want_rows)
+        dedup = ExactDedup(ExactDedup.Params(), StepContext(seed=0))
+        want_dups, got_dups = dedup.decide(dataset_of(want_rows)), engine.decide(dedup, sel)
+        assert np.array_equal(got_dups.keep, want_dups.keep) and got_dups.reason == want_dups.reason
+        assert StepInput(engine, sel).rows_at([5, 1]).column("id").to_pylist() == [want_rows["id"][5].as_py(), want_rows["id"][1].as_py()]
+        folder = tmp_path / f"out{0 if indices is None else 1}"
+        folder.mkdir()
+        names = engine.write_stage(sel, folder, {b"k": b"v"})
+        assert len(names) >= 5 and names == sorted(names)
+        assert read_stage(folder).replace_schema_metadata(None).equals(want_rows.replace_schema_metadata(None))
+        assert pq.read_schema(folder / names[-1]).metadata[b"k"] == b"v"
+    shuffled = rng.permutation(kept)  # a step that reorders: one part, by the driver
+    folder = tmp_path / "reordered"
+    folder.mkdir()
+    names = engine.write_stage(Selection(narrow, shuffled, store=store), folder, None)
+    assert len(names) == 1 and read_stage(folder).column("id").to_pylist() == table.take(pa.array(shuffled)).column("id").to_pylist()
+    assert any("reordered the rows" in s for s in said)

@@ -74,9 +74,10 @@ class LocalEngine:
 
 
 def make_engine(name: str = "local", *, address: str | None = None, num_cpus: int | None = None,
-                workers: int | None = None, console=None):
+                workers: int | None = None, console=None, shards: bool = True):
     """The engine ``name``: ``local`` or ``ray`` (``address``: a running cluster, ``auto`` or
-    ``host:port``; none starts a local Ray with ``num_cpus``)."""
+    ``host:port``; none starts a local Ray with ``num_cpus``; ``shards``: its workers read the rows
+    from Parquet shards, ``curation.ray_shards``, else the driver ships them)."""
     if name == "local":
         return LocalEngine(workers)
     if name == "ray":
@@ -89,5 +90,5 @@ def make_engine(name: str = "local", *, address: str | None = None, num_cpus: in
                               "pip install 'recipe-kit[distributed]'   (or: pip install 'ray[data]')") from exc
         from curation.ray_engine import RayEngine
 
-        return RayEngine(address=address, num_cpus=num_cpus, console=console)
+        return RayEngine(address=address, num_cpus=num_cpus, console=console, shards=shards)
     raise EngineError(f"engine {name!r} is not one of {', '.join(ENGINES)}")

@@ -130,6 +130,7 @@ class Curation:
         directory is touched only afterwards, so a failure there leaves the previous run committed."""
         spec = self.engine_spec
         self._engine = make_engine(spec.get("name", "local"), address=spec.get("address"), num_cpus=spec.get("num_cpus"),
+                                   shards=spec.get("shards", True),
                                    workers=self.workers, console=self.console)
         if self._engine.name != "local":
             self.console.print(f"engine: {self._engine.describe()}")
@@ -314,7 +315,7 @@ class Curation:
         """The mixture's rows as the steps narrow them. On an engine that reads shards (Ray), the rows are
         written once as shards in the cache (``curation.ray_shards``) and the driver keeps only their
         narrow columns (ids, sources, kinds, skills): every step's workers read the rest themselves."""
-        if not hasattr(self._engine, "shard_store"):
+        if not getattr(self._engine, "shards", False):
             return Selection(table, carried=carried)
         from curation.ray_shards import NARROW
 

@@ -68,13 +68,14 @@ def _reachable(address: str) -> None:
 class RayEngine:
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, console=None):
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, console=None, shards: bool = True):
         import logging
 
         import ray
 
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-job progress lines, not ours
         self.console = console
+        self.shards = shards  # the pipeline writes each mixture's shards for the workers (shard_store)
         self._own = False
         if not ray.is_initialized():
             if address and address != "auto":
@@ -94,7 +95,8 @@ class RayEngine:
     def describe(self) -> str:
         import ray
 
-        return f"ray ({self.cpus} CPUs, {len(ray.nodes())} node(s))"
+        rows = "workers read Parquet shards" if self.shards else "the driver ships the rows"
+        return f"ray ({self.cpus} CPUs, {len(ray.nodes())} node(s); {rows})"
 
     def close(self) -> None:
         import ray

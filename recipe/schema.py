@@ -26,6 +26,9 @@ class EngineSpec(Strict):
     name: Literal["local", "ray"] = "local"
     address: str | None = Field(None, description="a running Ray cluster: `auto` or host:port (none: start Ray here)")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of a Ray started here (default: all)")
+    shards: bool = Field(True, description="ray: workers read each mixture's rows from Parquet shards in the cache "
+                         "and write the stage datasets (the cache and the run directory on storage every node "
+                         "sees); false: the driver ships each step's rows through Ray's object store")
 
 
 class ModelSpec(Strict):

@@ -103,10 +103,12 @@ def _datasets(run: Path) -> dict[str, list[dict]]:
 
 
 def test_fingerprint_recipe_on_ray_gives_the_committed_local_content(tmp_path, cli, ray_cluster):
-    """Every row-local step, exact and MinHash dedup, upsampled copies and quarantined lines."""
-    res = cli("curate", _fingerprint_recipe(tmp_path), "--out", tmp_path / "run", "--engine", "ray")
+    """Every row-local step, exact and MinHash dedup, upsampled copies and quarantined lines; here with
+    the driver shipping the rows (``engine.shards=false``), the other tests with the workers reading shards."""
+    res = cli("curate", _fingerprint_recipe(tmp_path), "--out", tmp_path / "run", "--engine", "ray", "engine.shards=false")
     assert res.exit_code == 0, res.output
-    assert "engine: ray" in res.output
+    assert "engine: ray" in res.output and "the driver ships the rows" in res.output
+    assert (tmp_path / "run" / "datasets" / "sft.parquet").is_file() and not (tmp_path / "run" / "cache" / "shards").exists()
     assert fp.run_fingerprint(tmp_path / "run") == json.loads(fp.FINGERPRINT.read_text())
 
 
@@ -181,6 +183,7 @@ def test_a_killed_worker_changes_nothing_and_leaves_no_half_written_entry(tmp_pa
         (ray_cluster / "armed").unlink()
     assert (ray_cluster / "fired").exists(), "no worker was killed"
     assert res.exit_code == 0, res.output
+    assert "workers read Parquet shards" in res.output
     assert fp.run_fingerprint(tmp_path / "run") == json.loads(fp.FINGERPRINT.read_text())
     assert not list((tmp_path / "run" / "cache").glob("*/*.tmp-*"))
 
@@ -375,3 +378,26 @@ def test_workers_read_shards_and_write_the_stage_dataset_in_order(tmp_path, ray_
     names = engine.write_stage(Selection(narrow, shuffled, store=store), folder, None)
     assert len(names) == 1 and read_stage(folder).column("id").to_pylist() == table.take(pa.array(shuffled)).column("id").to_pylist()
     assert any("reordered the rows" in s for s in said)
+
+
+def test_a_ray_curated_run_trains_and_its_card_audit_and_diff_read_the_parts(tmp_path, cli, write_recipe, ray_cluster):
+    """A stage dataset written as parts by the workers is what the training job reads (every part, in
+    order), what the card's front matter points at, and what ``audit`` and ``diff`` look rows up in."""
+    from tests.conftest import tiny_recipe
+
+    path = write_recipe(tiny_recipe(selection={"sft": [{"exact_dedup": {}}, {"length": {"unit": "words", "min": 1}}]}))
+    res = cli("train", path, "--out", tmp_path / "ray", "--engine", "ray")
+    assert res.exit_code == 0, res.output
+    parts = sorted((tmp_path / "ray" / "datasets" / "sft").glob("part-*.parquet"))
+    assert parts and not (tmp_path / "ray" / "datasets" / "sft.parquet").exists()
+    job = json.loads(next((tmp_path / "ray" / "stages").glob("*/job.json")).read_text())
+    assert job["datasets"]["train"] == [str(p.resolve()) for p in parts]
+    readme = (tmp_path / "ray" / "card" / "README.md").read_text()
+    assert "path: datasets/sft/*.parquet" in readme
+    kept = pq.read_table(parts[0]).column("id")[0].as_py()
+    res = cli("audit", tmp_path / "ray", kept)
+    assert res.exit_code == 0 and "reached stage dataset sft" in res.output, res.output
+    assert cli("curate", path, "--out", tmp_path / "local").exit_code == 0
+    res = cli("diff", tmp_path / "local", tmp_path / "ray")
+    assert res.exit_code == 0, res.output
+    assert _datasets(tmp_path / "local") == _datasets(tmp_path / "ray")

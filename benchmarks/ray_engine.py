@@ -10,8 +10,11 @@ Each chain runs as ``recipe curate`` on a fresh cache with: the local engine on 
 (``--workers 1``), the local engine on every CPU (the default), and ``--engine ray`` with a Ray
 started by the run on 1 and on 2 CPUs (``engine.num_cpus``). For each it reports the steps' decide
 seconds (``curation.json`` timing: the part the engine changes) and their rows/s, the wall time of
-the whole process (Ray's start included), the driver's peak RSS (GNU time) and the largest Ray
-worker's peak RSS (``ps`` sampled every 0.2 s).
+the whole process (Ray's start included), the driver's peak RSS (GNU time), the largest Ray
+worker's peak RSS (``ps`` sampled every 0.2 s) and the machine's memory in use at its peak over the
+start (``/proc/meminfo``, same sampling: driver, workers and object store together).
+``ray_2_cpus_driver_ships`` is ``engine.shards=false``: the driver ships each step's rows through the
+object store instead of the workers reading the mixture's shards.
 
     python benchmarks/ray_engine.py --rows 100000 1000000
 
@@ -47,16 +50,32 @@ VARIANTS = {
     "local_all_cpus": [],
     "ray_1_cpu": ["--engine", "ray", "engine.num_cpus=1"],
     "ray_2_cpus": ["--engine", "ray", "engine.num_cpus=2"],
+    # the driver ships each step's rows through the object store (engine.shards=false), as before stop 25
+    "ray_2_cpus_driver_ships": ["--engine", "ray", "engine.num_cpus=2", "engine.shards=false"],
     "ray_2_cpus_star_rounds": ["--engine", "ray", "engine.num_cpus=2"],  # minhash: components by rounds, not on the driver
 }
 ENV = {"ray_2_cpus_star_rounds": {"RECIPE_KIT_RAY_DRIVER_EDGES": "0"}}
 
 
+def _node_used_mb() -> float:
+    """This machine's memory in use (MemTotal - MemAvailable), MB: every process, the object store's
+    shared memory and the page cache that cannot be dropped included."""
+    info = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        info[key] = int(value.split()[0])
+    return (info["MemTotal"] - info["MemAvailable"]) / 1024
+
+
 class WorkerPeak:
-    """The largest RSS (MB) of any ``ray::`` worker process while running."""
+    """The largest RSS (MB) of any ``ray::`` worker process while running, and the machine's memory in
+    use at its peak over what it was at the start (``node_peak``: driver, workers, raylet and the
+    object store together)."""
 
     def __init__(self):
         self.peak = 0.0
+        self.node_start = _node_used_mb()
+        self.node_peak = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -67,6 +86,7 @@ class WorkerPeak:
                 rss, _, args = line.strip().partition(" ")
                 if args.startswith("ray::") and rss.isdigit():
                     self.peak = max(self.peak, int(rss) / 1024)
+            self.node_peak = max(self.node_peak, _node_used_mb() - self.node_start)
             time.sleep(0.2)
 
     def __enter__(self):
@@ -95,7 +115,8 @@ def run_variant(tmp: Path, src: Path, chain: str, variant: str, n: int, bin_dir:
     decide = sum(s["decide_seconds"] for s in cur["timing"]["steps"])
     return {"decide_seconds": round(decide, 2), "step_rows_per_second": round(n * len(CHAINS[chain]) / decide),
             "wall_seconds": res["seconds"], "driver_peak_rss_mb": res["peak_rss_mb"],
-            "ray_worker_peak_rss_mb": round(workers.peak, 1) or None, "kept_rows": cur["mixtures"]["mix"]["rows"],
+            "ray_worker_peak_rss_mb": round(workers.peak, 1) or None, "node_peak_mb": round(workers.node_peak, 1),
+            "kept_rows": cur["mixtures"]["mix"]["rows"],
             "steps": {s["step"]: s["decide_seconds"] for s in cur["timing"]["steps"]}}
 
 
@@ -139,14 +160,14 @@ def main() -> None:
     md = ["# Ray engine vs local engine (issue 16)", "", f"Command: `{result['command']}` (this 2-core machine).", "",
           "Decide seconds: the steps' own time (`curation.json` timing), the part the engine changes; wall: the whole "
           "`recipe curate` process with Ray's start. Speed-up: decide time of the local engine on every CPU over this one's.", "",
-          "| rows | chain | engine | decide s | step rows/s | speed-up | wall s | driver MB | largest Ray worker MB |",
-          "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+          "| rows | chain | engine | decide s | step rows/s | speed-up | wall s | driver MB | largest Ray worker MB | machine MB |",
+          "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for s in sizes:
         for chain, v in s["chains"].items():
             for name, r in v.items():
                 md.append(f"| {s['rows']:,} | {chain} | {name} | {r['decide_seconds']} | {r['step_rows_per_second']:,} | "
                           f"{r['speedup_vs_local_all_cpus']} | {r['wall_seconds']} | {r['driver_peak_rss_mb']} | "
-                          f"{r['ray_worker_peak_rss_mb'] or '-'} |")
+                          f"{r['ray_worker_peak_rss_mb'] or '-'} | {r['node_peak_mb']} |")
     args.results.with_suffix(".md").write_text("\n".join(md) + "\n")
 
 

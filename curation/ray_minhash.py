@@ -22,14 +22,17 @@ nodes; how many reducer tasks run them is Ray's choice (with the sort shuffle th
    scipy's components instead, as GraphFrames does under its broadcast threshold: each round is two
    shuffles, a few seconds of fixed cost even for a handful of edges.
 4. **the keep rule** on the driver (the step's own ``_keepers`` over the labels: it needs only the
-   cluster label and, for ``longest`` / ``highest_score``, the driver's texts or metadata), then
+   cluster label and, for ``longest`` / ``highest_score``, the texts' lengths or the cluster members'
+   metadata), then
    **scores**: a group-by on the kept row brings each dropped row's signature next to its kept row's
    and measures their agreement (the local ``estimate_jaccard``).
 
 What one process holds: a worker, one shard of texts and signatures, or one partition of band
-records (active rows x bands / P records of 24 bytes) or of edges; the driver, the step's input table
-(as every engine), one label per representative row and the edges of the rows in clusters -- not the
-rows x num_perm signature matrix (512 MB at 1M rows and 128 permutations) that the local step holds.
+records (active rows x bands / P records of 24 bytes) or of edges; the driver, the row ids (with the
+rows in shards, ``curation.ray_shards``: the workers cut the representatives' texts from their shards,
+and the keep rule's lengths come back with the signatures; without shards, the texts too), one label
+per representative row and the edges of the rows in clusters -- not the rows x num_perm signature
+matrix (512 MB at 1M rows and 128 permutations) that the local step holds.
 Shuffle volume: stage 2 moves rows x bands x 24 bytes (1M rows, 9 bands: 216 MB); stage 3 moves the
 candidate edges, a small multiple of the rows in clusters, per round.
 
@@ -53,28 +56,40 @@ DRIVER_EDGES_ENV = "RECIPE_KIT_RAY_DRIVER_EDGES"  # overrides DRIVER_EDGES (0: a
 
 
 def minhash_dedup(engine, step: Step, inp) -> Decisions:
-    """``inp``: a :class:`curation.ray_engine.StepInput` (or a table); the plan's shingle texts are made
-    on the driver, so it holds the rows."""
+    """``inp``: a :class:`curation.ray_engine.StepInput` (or a table). Sharded, the driver plans from the
+    row ids alone and the workers cut the representatives' texts from their shards; else the plan's
+    texts are made on the driver and shipped."""
     import ray
 
     from curation.rows import dataset_of
 
     step.ctx.engine = engine
-    rows = dataset_of(inp if isinstance(inp, pa.Table) else inp.table())
     p = step.params
-    if not len(rows):
-        return step.decide(rows)
-    if p.verify:
-        engine.say("minhash_dedup verify: signatures as Ray tasks; pairs and components on the driver (they need the texts)")
-        return step.decide(rows)
-    plan = step.plan(rows)
-    m = len(plan.texts)
+    sharded = getattr(inp, "sharded", False)
+    if not sharded or p.verify or not inp.num_rows:
+        rows = dataset_of(inp if isinstance(inp, pa.Table) else inp.table())
+        if not len(rows):
+            return step.decide(rows)
+        if p.verify:
+            engine.say("minhash_dedup verify: signatures as Ray tasks; pairs and components on the driver (they need the texts)")
+            return step.decide(rows)
+        plan = step.plan(rows)
+        texts = ray.data.from_arrow(engine.shard_tables(pa.table({"text": pa.array(plan.texts, pa.large_string())})))
+    else:
+        plan = step.plan_of_ids(inp.column("id"))
+        rows = _ShardRows(inp)
+        rep = np.full(inp.num_rows, -1, dtype=np.int64)  # row -> its representative number (-1: an upsampled copy)
+        rep[plan.rep_rows] = np.arange(plan.m)
+        texts = inp.texts(p.field).map_batches(_representatives, fn_kwargs={"rep": [ray.put(rep)]},
+                                               batch_format="pyarrow", batch_size=None)
+    m = plan.m
     parts = _parts(engine, m * plan.bands)
-    texts = pa.table({"text": pa.array(plan.texts, pa.large_string())})
-    sig = ray.data.from_arrow(engine.shard_tables(texts)).map_batches(
+    sig = texts.map_batches(
         _sign, fn_kwargs={"num_perm": p.num_perm, "seed": plan.seed, "ngram": p.ngram, "unit": p.unit},
         batch_format="pyarrow", batch_size=None).materialize()
     active = _column(sig, "active", m).astype(bool)
+    if plan.texts is None and p.keep == "longest":
+        plan.lengths = _column(sig, "length", m)
 
     records = sig.map_batches(_band_records, fn_kwargs={"bands": plan.bands, "rows": plan.rws, "parts": parts},
                               batch_format="pyarrow", batch_size=None)
@@ -177,15 +192,45 @@ def _signature_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return arr.flatten().to_numpy().reshape(len(arr), arr.type.list_size)
 
 
+def _representatives(batch: pa.Table, rep: list) -> pa.Table:
+    """A shard's representative rows (not upsampled copies), ``_index`` their representative number."""
+    import ray
+
+    r = ray.get(rep[0])[batch.column("_index").to_numpy()]
+    keep = r >= 0
+    return pa.table({"_index": pa.array(r[keep]), "text": batch.column("text").filter(pa.array(keep))})
+
+
 def _sign(batch: pa.Table, num_perm: int, seed: int, ngram: int, unit: str) -> pa.Table:
+    import pyarrow.compute as pc
+
     from curation.minhash import EMPTY
     from curation.ray_engine import _fault_for_tests
     from curation.steps.minhash_dedup import signatures
 
     _fault_for_tests()
-    sig = signatures(batch.column("text").to_pylist(), num_perm=num_perm, seed=seed, ngram=ngram, unit=unit)
-    return pa.table({"_index": batch.column("_index"), "active": pa.array(sig[:, 0] != EMPTY),
-                     "sig": pa.FixedSizeListArray.from_arrays(pa.array(sig.ravel(), pa.uint32()), num_perm)})
+    if not batch.num_rows:
+        sig = np.zeros((0, num_perm), dtype=np.uint32)
+    else:
+        sig = signatures(batch.column("text").to_pylist(), num_perm=num_perm, seed=seed, ngram=ngram, unit=unit)
+    return pa.table({"_index": batch.column("_index"), "active": pa.array(sig[:, 0] != EMPTY if len(sig) else [], pa.bool_()),
+                     "sig": pa.FixedSizeListArray.from_arrays(pa.array(sig.ravel(), pa.uint32()), num_perm),
+                     # the text's length in characters (the keep rule ``longest``, when the driver has no texts)
+                     "length": pc.utf8_length(batch.column("text")).cast(pa.int64())})
+
+
+class _ShardRows:
+    """What ``MinHashDedup.finish`` needs of the rows when the driver does not hold them: their count
+    and the metadata of a few (``keep: highest_score``'s cluster members), read from their shards."""
+
+    def __init__(self, inp):
+        self.inp = inp
+
+    def __len__(self) -> int:
+        return self.inp.num_rows
+
+    def metadata_at(self, index: np.ndarray) -> list:
+        return self.inp.rows_at(np.asarray(index, dtype=np.int64)).column("metadata").to_pylist()
 
 
 def _band_records(batch: pa.Table, bands: int, rows: int, parts: int) -> pa.Table:

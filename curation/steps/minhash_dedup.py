@@ -117,10 +117,19 @@ class MinHashPlan:
     ids: list
     rep_rows: np.ndarray   # row index of each representative
     row_rep: np.ndarray    # representative number of each row
-    texts: list[str]       # one per representative
+    texts: list[str] | None  # one per representative (None: the Ray engine's workers read them from shards)
     bands: int
     rws: int
     seed: int
+    lengths: np.ndarray | None = None  # each representative's text length (keep: longest) where texts is None
+
+    @property
+    def m(self) -> int:
+        """How many representatives."""
+        return len(self.rep_rows)
+
+    def text_lengths(self) -> np.ndarray:
+        return self.lengths if self.lengths is not None else np.array([len(t) for t in self.texts], dtype=np.int64)
 
 
 def signatures(texts: list[str], num_perm: int, seed: int, ngram: int, unit: str) -> np.ndarray:
@@ -179,12 +188,19 @@ class MinHashDedup(Step):
     def plan(self, rows) -> "MinHashPlan":
         """What the step works on: one representative per base id (upsampled copies ``#k`` share their
         base row's decision), their texts, the LSH bands and rows, and the permutation seed."""
-        p = self.params
-        n = len(rows)
         table = table_of(rows)
-        ids = table.column("id").to_pylist()
+        plan = self.plan_of_ids(table.column("id"))
+        all_texts = text_column(table, self.params.field).to_pylist()
+        plan.texts = all_texts if plan.m == len(rows) else [all_texts[i] for i in plan.rep_rows]
+        return plan
+
+    def plan_of_ids(self, id_column) -> "MinHashPlan":
+        """:meth:`plan` without the texts (``texts`` None): what only the row ids decide."""
+        p = self.params
+        n = len(id_column)
+        ids = id_column.to_pylist()
         # the base id (before an upsampling suffix #k) of every row, as integer codes
-        bases = pc.dictionary_encode(pc.replace_substring_regex(table.column("id"), "(?s)#.*", "", max_replacements=1)
+        bases = pc.dictionary_encode(pc.replace_substring_regex(id_column, "(?s)#.*", "", max_replacements=1)
                                      .combine_chunks())
         codes = np.asarray(bases.indices, dtype=np.int64)
         first = np.full(len(bases.dictionary), n, dtype=np.int64)
@@ -195,14 +211,12 @@ class MinHashDedup(Step):
         rank[order] = np.arange(len(order))
         rep_rows = rep_of_row_first[order]      # row index of each representative
         row_rep = rank[rep_index]               # representative number of each row
-        all_texts = text_column(table, p.field).to_pylist()
-        texts = all_texts if len(rep_rows) == n else [all_texts[i] for i in rep_rows]
         if p.bands is not None:
             bands, rws = p.bands, p.rows
         else:
             bands, rws, _, _ = optimal_bands_rows(p.threshold, p.num_perm, p.false_positive_weight, p.false_negative_weight)
         seed = self.ctx.seed if p.seed is None else p.seed
-        return MinHashPlan(ids, rep_rows, row_rep, texts, bands, rws, seed)
+        return MinHashPlan(ids, rep_rows, row_rep, None, bands, rws, seed)
 
     def finish(self, rows, plan: "MinHashPlan", labels: np.ndarray, active: np.ndarray, n_candidates: int,
                rejected: int, similarity) -> Decisions:
@@ -210,7 +224,7 @@ class MinHashDedup(Step):
         the keep rule, then ``similarity(kept, dropped)`` (arrays of representative numbers) scores
         every dropped representative and, by its maximum, its kept one."""
         p = self.params
-        n, m = len(rows), len(plan.texts)
+        n, m = len(rows), plan.m
         ids, rep_rows, row_rep = plan.ids, plan.rep_rows, plan.row_rep
         s = np.linspace(0, 1, 1001)
         prob = collision_probability(s, plan.bands, plan.rws)
@@ -219,7 +233,7 @@ class MinHashDedup(Step):
 
         sizes = np.bincount(labels, minlength=labels.max() + 1)
         in_cluster = sizes[labels] > 1
-        keeper = self._keepers(rows, rep_rows, plan.texts, labels, in_cluster)  # per rep: its cluster's kept rep
+        keeper = self._keepers(rows, plan, labels, in_cluster)  # per rep: its cluster's kept rep
 
         dropped = np.flatnonzero(in_cluster & (keeper != np.arange(m)))
         score_rep = np.zeros(m)
@@ -249,21 +263,24 @@ class MinHashDedup(Step):
         }
         return Decisions(keep=keep, score=score, reason=reason, extras=extras)
 
-    def _keepers(self, rows, rep_rows, texts, labels, in_cluster) -> np.ndarray:
-        """For each representative, the representative kept for its cluster."""
+    def _keepers(self, rows, plan: "MinHashPlan", labels, in_cluster) -> np.ndarray:
+        """For each representative, the representative kept for its cluster. ``rows``: the step's rows, or
+        what stands for them on the Ray engine (``metadata_at(indices)``: those rows' metadata)."""
         m = len(labels)
+        rep_rows = plan.rep_rows
         idx = np.arange(m)
         rule = self.params.keep
         if rule == "first":
             priority = np.zeros(m)
         elif rule == "longest":
-            priority = -np.array([len(t) for t in texts], dtype=np.float64)
+            priority = -plan.text_lengths().astype(np.float64)
         else:
             key = self.params.score_key
             priority = np.full(m, np.inf)
             found = 0
             members = np.flatnonzero(in_cluster)
-            metas = table_of(rows).column("metadata").take(pa.array(rep_rows[members])).to_pylist()
+            metas = (rows.metadata_at(rep_rows[members]) if hasattr(rows, "metadata_at") else
+                     table_of(rows).column("metadata").take(pa.array(rep_rows[members])).to_pylist())
             for k, meta in zip(members.tolist(), metas):
                 try:
                     val = json.loads(meta or "{}").get(key)

@@ -401,3 +401,47 @@ def test_a_ray_curated_run_trains_and_its_card_audit_and_diff_read_the_parts(tmp
     res = cli("diff", tmp_path / "local", tmp_path / "ray")
     assert res.exit_code == 0, res.output
     assert _datasets(tmp_path / "local") == _datasets(tmp_path / "ray")
+
+
+def test_minhash_from_shards_plans_from_ids_and_matches_the_local_step(tmp_path, ray_cluster):
+    """Sharded, the driver has only ids: the representatives' texts are cut by the workers, the keep
+    rule's lengths and metadata come back from the shards; for all three keep rules, with upsampled
+    copies and a selection that skips rows, the local step's decisions, scores and extras."""
+    import numpy as np
+
+    from curation.ray_engine import RayEngine
+    from curation.ray_shards import NARROW, ShardStore
+    from curation.rows import dataset_of, rows_to_table
+    from curation.selection import Selection
+    from curation.steps.base import StepContext
+    from curation.steps.minhash_dedup import MinHashDedup
+    from recipe.cache import Cache
+
+    rng = random.Random(8)
+    vocab = [f"w{i}" for i in range(200)]
+    texts: list[str] = []
+    for _ in range(1200):
+        if texts and rng.random() < 0.3:
+            words = rng.choice(texts).split()
+            words[rng.randrange(len(words))] = rng.choice(vocab)
+            texts.append(" ".join(words + [rng.choice(vocab)] * rng.randint(0, 2)))
+        else:
+            texts.append(" ".join(rng.choice(vocab) for _ in range(rng.randint(6, 30))))
+    ids = [f"r{i}" for i in range(len(texts))]
+    ids[11], ids[12] = "r11#0", "r11#1"
+    texts[12] = texts[11]
+    table = rows_to_table([{"id": i, "source": "s", "kind": "text", "text": t, "metadata": json.dumps({"q": k % 17})}
+                           for k, (i, t) in enumerate(zip(ids, texts))])
+    store = ShardStore.of(Cache(tmp_path / "cache"), "k", {}, table, shard_rows=250)
+    kept = np.sort(np.random.default_rng(1).choice(len(texts), 1000, replace=False))
+    kept = np.union1d(kept, [11, 12])
+    sel = Selection(table.select([c for c in NARROW if c in table.column_names]), kept, store=store)
+    want_rows = table.take(pa.array(kept))
+    engine = RayEngine()
+    for params in ({"threshold": 0.6}, {"threshold": 0.5, "keep": "longest"},
+                   {"threshold": 0.5, "keep": "highest_score", "score_key": "q"}):
+        want = MinHashDedup(MinHashDedup.Params(**params), StepContext(seed=2)).decide(dataset_of(want_rows))
+        got = engine.decide(MinHashDedup(MinHashDedup.Params(**params), StepContext(seed=2)), sel)
+        assert (~want.keep).sum() > 20
+        assert np.array_equal(got.keep, want.keep) and got.reason == want.reason
+        assert np.array_equal(got.score, want.score) and got.extras == want.extras

@@ -35,32 +35,46 @@ from curation.steps.base import Decisions, Step
 
 
 def semantic_dedup(engine, step: Step, inp) -> Decisions:
-    """``inp``: a :class:`curation.ray_engine.StepInput`; the plan needs every text on the driver."""
+    """``inp``: a :class:`curation.ray_engine.StepInput`. Sharded, the actors cut the texts from their
+    shards and send back each vector and a 64-bit hash of its text, which the driver counts distinct
+    texts by (the clusters' ``k``; only where that count is under ``n_clusters`` can a collision
+    matter, and there the driver reads the texts and counts them exactly); else the driver's texts."""
     import ray
 
-    from curation.columns import ids_of, text_column
     from curation.embed import _DEFAULT_ALIASES, load_encoder, resolve_model
     from curation.rows import dataset_of
     from curation.steps.semantic_dedup import within_cluster_dedup
 
     p = step.params
-    table = inp.table()
-    n = table.num_rows
+    n = inp.num_rows
     if not n:
-        return step.decide(dataset_of(table))
-    texts = text_column(table, p.field)
+        return step.decide(dataset_of(inp.table()))
     started = time.time()
     cache = step.embedding_cache()
     model = p.model if p.model in _DEFAULT_ALIASES else resolve_model(p.model)[0]  # a path: absolute, as the driver sees it
     load_encoder(p.model)  # an encoder that cannot load offline fails here, with the local step's message, not in an actor
-    ds = ray.data.from_arrow(engine.shard_tables(pa.table({"text": texts})))
-    vectors = ds.map_batches(_Embedder, fn_constructor_kwargs={"model": model, "cache_dir": str(cache) if cache else None,
-                                                               "batch_size": p.batch_size},
-                             batch_format="pyarrow", batch_size=None, compute=ray.data.ActorPoolStrategy(size=engine.cpus))
+    vectors = inp.texts(p.field).map_batches(
+        _Embedder, fn_constructor_kwargs={"model": model, "cache_dir": str(cache) if cache else None,
+                                          "batch_size": p.batch_size},
+        batch_format="pyarrow", batch_size=None, compute=ray.data.ActorPoolStrategy(size=engine.cpus)).materialize()
     emb = _matrix_in_order(vectors, n)
     embed_s = time.time() - started
     started = time.time()
-    plan = step.plan(texts.to_pylist(), emb, ids_of(table))
+    ids = inp.column("id").to_pylist()
+    if inp.sharded:
+        from curation.ray_engine import gathered
+
+        distinct = len(np.unique(gathered(vectors.select_columns(["_index", "text_hash"]), n, "hashes")
+                                 .column("text_hash").to_numpy()))
+        if distinct < p.n_clusters:  # k = distinct texts here: counted exactly
+            from curation.columns import text_column
+
+            distinct = len(set(text_column(inp.table(), p.field).to_pylist()))
+        plan = step.plan(None, emb, ids, distinct=distinct)
+    else:
+        from curation.columns import text_column
+
+        plan = step.plan(text_column(inp.table(), p.field).to_pylist(), emb, ids)
     threshold = 1.0 - p.eps
     if p.keep == "random":
         engine.say("semantic_dedup keep: random walks every cluster with one random stream: the passes run on the driver")
@@ -119,17 +133,26 @@ class _Embedder:
         from curation.embed import load_encoder
 
         self.model, self.cache_dir, self.batch_size = model, cache_dir, batch_size
-        load_encoder(model)
+        encoder = load_encoder(model)
+        self.dim = encoder.get_embedding_dimension() if hasattr(encoder, "get_embedding_dimension") else \
+            encoder.get_sentence_embedding_dimension()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from curation.embed import embed
         from curation.ray_engine import _fault_for_tests
 
+        from curation.shingles import hash_strings
+
         _fault_for_tests()
-        vec = np.asarray(embed(batch.column("text").to_pylist(), self.model, cache_dir=self.cache_dir, normalize=True,
-                               batch_size=self.batch_size), dtype=np.float32)
+        texts = batch.column("text")
+        if len(texts):
+            vec = np.asarray(embed(texts.to_pylist(), self.model, cache_dir=self.cache_dir, normalize=True,
+                                   batch_size=self.batch_size), dtype=np.float32)
+        else:  # a shard none of whose rows is in the step's input
+            vec = np.zeros((0, self.dim), dtype=np.float32)
         return pa.table({"_index": batch.column("_index"),
-                         "vec": pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel(), pa.float32()), vec.shape[1])})
+                         "vec": pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel(), pa.float32()), self.dim),
+                         "text_hash": pa.array(hash_strings(texts) if len(texts) else np.zeros(0, np.uint64))})
 
 
 def _cluster_passes(group: pa.Table, threshold: float) -> pa.Table:

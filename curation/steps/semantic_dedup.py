@@ -144,11 +144,12 @@ class SemanticDedup(Step):
     def embedding_cache(self):
         return (self.ctx.cache_root / "embeddings") if self.ctx.cache_root else None
 
-    def plan(self, texts: list[str], emb: np.ndarray, ids: list[str]) -> "SemDedupPlan":
-        """Steps 2-3: the clusters, and the order each cluster is walked in."""
+    def plan(self, texts: list[str] | None, emb: np.ndarray, ids: list[str], distinct: int | None = None) -> "SemDedupPlan":
+        """Steps 2-3: the clusters, and the order each cluster is walked in. ``distinct``: how many
+        distinct texts, where the caller counted them (then ``texts`` may be None)."""
         p = self.params
-        n = len(texts)
-        distinct = len(set(texts))
+        n = len(ids)
+        distinct = len(set(texts)) if distinct is None else distinct
         k = max(1, min(p.n_clusters, distinct))
         if k > 1:
             assign, centroids = spherical_kmeans(emb, k, p.niter, self.ctx.seed)

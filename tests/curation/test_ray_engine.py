@@ -281,6 +281,21 @@ def test_semantic_dedup_on_ray_matches_the_local_step(tmp_path, ray_cluster):
     assert got.reason[-1] != "semantic_duplicate_of:r0" and got.reason[0] != "semantic_duplicate_of:r0#1"
     assert any("clusters' passes by group-by" in s for s in said), said
     assert (tmp_path / "b" / "embeddings").is_dir()  # the actors stored their vectors for the next run
+    # from shards (the first holding none of the step's rows): the actors cut the texts, the driver counts
+    # distinct texts by their hashes
+    from curation.ray_shards import NARROW, ShardStore
+    from curation.selection import Selection
+    from recipe.cache import Cache
+
+    padded = rows_to_table([dict(rows[0], id=f"pad{i}") for i in range(7)] + rows)
+    store = ShardStore.of(Cache(tmp_path / "cache"), "k", {}, padded, shard_rows=7)
+    sel = Selection(padded.select([c for c in NARROW if c in padded.column_names]), np.arange(7, padded.num_rows), store=store)
+    for params in (params, {"n_clusters": 200, "eps": 0.05}):  # 200 > distinct texts: k from the exact count
+        want = SemanticDedup(SemanticDedup.Params(**params), StepContext(seed=3, cache_root=tmp_path / "a")).decide(dataset_of(table))
+        step = SemanticDedup(SemanticDedup.Params(**params), StepContext(seed=3, cache_root=tmp_path / "b"))
+        got = engine.decide(step, sel)
+        assert np.array_equal(got.keep, want.keep) and got.reason == want.reason
+        assert got.extras["n_clusters"] == want.extras["n_clusters"]
 
 
 def test_minhash_on_ray_with_no_tokens_or_no_pairs_keeps_every_row(ray_cluster, monkeypatch):

@@ -17,9 +17,18 @@ and a hash-partitioned ``groupby``. This module only maps our step protocol onto
   partitioning; ``minhash_dedup``'s signatures through :meth:`map_texts`) run it; any other global
   step runs on the driver, said on the console.
 
+Where the rows come from (``engine.shards``, default true): the pipeline writes each mixture's rows
+once as Parquet shards in the cache (:mod:`curation.ray_shards`) and keeps only their narrow columns
+(ids, sources, kinds, skills); a step's input is then a :class:`~curation.selection.Selection` over
+the shards, and its workers read their shard themselves, told which rows are in by a position array
+put once per step (:class:`StepInput`). The stage datasets are written by the workers too, a part
+per shard (:meth:`RayEngine.write_stage`). With ``engine.shards: false`` (a cluster whose nodes do not
+share the cache's storage) the driver holds the step's input table, as the local engine does, and
+ships it through Ray's object store.
+
 What one worker holds: one shard (``SHARD_ROWS`` rows of the step's columns) and its decisions.
-What the driver holds: the step's input table (as the local engine does) and the decisions. On a
-multi-node cluster the shards travel through Ray's object store from the driver.
+What the driver holds: the rows' narrow columns and the decisions (with ``shards: false``, the
+step's input table), plus what a global step's algorithm keeps there (each module says).
 
 Faults: Ray's defaults retry a task whose worker died (a task's ``max_retries``, 3) and restart a
 dead actor (Ray Data's actor pools: ``max_restarts=-1``, ``max_task_retries=-1``); a shard's
@@ -127,9 +136,11 @@ class RayEngine:
 
     def shard_store(self, cache, key: str, describe: dict, table: pa.Table):
         """A mixture's rows as shards the workers read (``curation.ray_shards``), written once per key."""
-        from curation.ray_shards import ShardStore
+        from curation.ray_shards import ShardStore, check_visible
 
-        return ShardStore.of(cache, key, describe, table)
+        store = ShardStore.of(cache, key, describe, table)
+        check_visible([store.folder])
+        return store
 
     def shard_tables(self, table: pa.Table, rows: int = SHARD_ROWS) -> list[pa.Table]:
         """``table`` with an ``_index`` column, cut into shards: at least one per CPU when it is large
@@ -179,6 +190,7 @@ class RayEngine:
 
         sel = rows
         if sel.store is not None and sel.in_store_order() and sel.num_rows:
+            ray_shards.check_visible([folder])
             out = sel.store.dataset(sel.indices).map_batches(
                 ray_shards.write_part, fn_kwargs={"folder": str(folder), "metadata": metadata},
                 batch_format="pyarrow", batch_size=None)

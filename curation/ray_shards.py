@@ -107,6 +107,35 @@ class ShardStore:
         return take_rows(table.drop_columns([ROW]), offsets[selected])
 
 
+def check_visible(paths: list[str | Path], always: bool = False) -> None:
+    """Refuse (``EngineError``, before any step runs on them) paths that a node of the cluster does not
+    see: the shards and the run directory must be on storage every node mounts at the same path. One
+    zero-CPU task per live node; on a one-node Ray (the driver's own machine) only with ``always``."""
+    import socket
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from curation.engine import EngineError
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) <= 1 and not always:
+        return
+
+    @ray.remote(num_cpus=0)
+    def missing_here(wanted: list[str]) -> tuple[str, list[str]]:
+        return socket.gethostname(), [w for w in wanted if not os.path.exists(w)]
+
+    wanted = [str(Path(p).resolve()) for p in paths]
+    refs = [missing_here.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(wanted)
+            for n in nodes]
+    for host, missing in ray.get(refs, timeout=120):
+        if missing:
+            raise EngineError(f"node {host} does not see {missing[0]}: with engine.shards (the default) the cache and "
+                              "the run directory must be on storage every node mounts at the same path (--cache-dir, "
+                              "--out); or set engine.shards=false to ship the rows from the driver")
+
+
 def write(table: pa.Table, folder: Path, shard_rows: int = SHARD_ROWS) -> None:
     """``table`` as shard files in ``folder`` (a cache entry's temp folder) and their manifest."""
     from curation.ledger import write_parquet

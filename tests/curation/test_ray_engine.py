@@ -460,3 +460,12 @@ def test_minhash_from_shards_plans_from_ids_and_matches_the_local_step(tmp_path,
         assert (~want.keep).sum() > 20
         assert np.array_equal(got.keep, want.keep) and got.reason == want.reason
         assert np.array_equal(got.score, want.score) and got.extras == want.extras
+
+
+def test_a_path_a_node_does_not_see_is_refused_before_any_step(tmp_path, ray_cluster):
+    from curation.engine import EngineError
+    from curation.ray_shards import check_visible
+
+    check_visible([tmp_path], always=True)  # every node (here the one) sees it
+    with pytest.raises(EngineError, match="does not see .*engine.shards=false"):
+        check_visible([tmp_path / "nowhere"], always=True)

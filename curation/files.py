@@ -83,8 +83,14 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def remove_path(p: str | Path) -> None:
-    """Remove a file or a folder, if there (nothing else: a missing path is not an error)."""
-    _remove(Path(p))
+    """Remove a file or a folder, if there: a missing path is not an error, one that cannot be removed is."""
+    p = Path(p)
+    try:
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise WriteError(exc.errno, describe_os_error(exc, p)) from None
 
 
 def _remove(p: Path) -> None:

@@ -203,13 +203,13 @@ class Curation:
         to commit."""
         file, folder = self.out / f"datasets/{mix_name}.parquet", self.out / f"datasets/{mix_name}"
         if rows.store is None:
+            remove_path(folder)  # (the run is uncommitted here: a failure leaves it so, and run_commit.check says so)
             write_rows(rows, file, stamp)
-            remove_path(folder)
             return [f"datasets/{mix_name}.parquet"]
+        remove_path(file)
         meta = dict(run_commit.stamp(pa.table({}), stamp["recipe_hash"], stamp["curation_id"]).schema.metadata)
         with atomic_folder(folder) as tmp:
             names = self._engine.write_stage(rows, tmp, meta)
-        remove_path(file)
         return [f"datasets/{mix_name}/{n}" for n in names]
 
     def _commit_failed(self, exc: NoValidRows, tables: list, record: dict, stamp: dict, resolved_text: str) -> None:
@@ -256,9 +256,11 @@ class Curation:
         node = self.plan.get("mixture", mix_name)
         entry = self.cache.path("mixture", node.key)
         t0 = time.perf_counter()
+        store = None
         if self.cache.has("mixture", node.key):
             say(self.console, node, "[green]cached[/]")
-            rows = self._cached_mixture_rows(entry)
+            store = self._cached_shards(node)  # on Ray, its shards: the driver reads their narrow columns only
+            rows = store.narrow() if store is not None else self._cached_mixture_rows(entry)
             tokens = np.load(entry / TOKENS_FILE).astype(np.int64) if (entry / TOKENS_FILE).exists() else None
             tokens = tokens if tokens is not None and len(tokens) == rows.num_rows else None  # else the card counts
         else:
@@ -291,7 +293,7 @@ class Curation:
         table = json.loads((entry / "table.json").read_text())
         self.console.print(outcome_table(mix_name, table))
         funnel = [{"step": "mixture", "rows_in": sum(t["available"] for t in table), "rows_out": rows.num_rows, "dropped": {}}]
-        rows = self._selection(node, rows, {} if tokens is None else {"tokens": tokens})
+        rows = self._selection(node, rows, {} if tokens is None else {"tokens": tokens}, store)
         hashes = None  # the rows' ledger_folder.base_hashes, computed at the first step that runs, then carried
         for step_node in [n for n in self.plan.of_kind("step") if n.extra["mixture"] == mix_name]:
             rows_in = rows.num_rows
@@ -311,16 +313,29 @@ class Curation:
             rows.table()  # held until the run's writes: the kept rows, not a base twice their size
         return rows, tables, funnel, table, self._composition(rows)
 
-    def _selection(self, node, table: pa.Table, carried: dict) -> Selection:
+    def _selection(self, node, table: pa.Table, carried: dict, store=None) -> Selection:
         """The mixture's rows as the steps narrow them. On an engine that reads shards (Ray), the rows are
-        written once as shards in the cache (``curation.ray_shards``) and the driver keeps only their
-        narrow columns (ids, sources, kinds, skills): every step's workers read the rest themselves."""
+        written once as shards in the cache (``curation.ray_shards``; ``store``: already there, and
+        ``table`` its narrow columns) and the driver keeps only their narrow columns (ids, sources,
+        kinds, skills): every step's workers read the rest themselves."""
         if not getattr(self._engine, "shards", False):
             return Selection(table, carried=carried)
         from curation.ray_shards import NARROW
 
-        store = self._engine.shard_store(self.cache, node.key, node.describe, table)
+        if store is None:
+            store = self._engine.shard_store(self.cache, self._shards_key(node), {**node.describe, "of": "shards"}, table)
         return Selection(table.select([c for c in NARROW if c in table.column_names]), carried=carried, store=store)
+
+    def _shards_key(self, node) -> str:
+        from curation.ray_shards import shards_key
+
+        return shards_key(node.key, [self.rows_path(s) for s in self.recipe.mixtures[node.name.split(":", 1)[-1]]])
+
+    def _cached_shards(self, node):
+        """A cached mixture's shards where the engine reads shards and the cache has them, else None."""
+        if not getattr(self._engine, "shards", False):
+            return None
+        return self._engine.shard_store(self.cache, self._shards_key(node), node.describe)
 
     @staticmethod
     def _composition(rows: Selection) -> dict | None:

@@ -134,12 +134,14 @@ class RayEngine:
         self.say(f"{step.name} {why}: it runs on the driver")
         return step.decide(dataset_of(inp.table()))
 
-    def shard_store(self, cache, key: str, describe: dict, table: pa.Table):
-        """A mixture's rows as shards the workers read (``curation.ray_shards``), written once per key."""
+    def shard_store(self, cache, key: str, describe: dict, table: pa.Table | None = None):
+        """A mixture's rows as shards the workers read (``curation.ray_shards``), written once per key
+        (``table`` None: only if the cache has them, else None)."""
         from curation.ray_shards import ShardStore, check_visible
 
-        store = ShardStore.of(cache, key, describe, table)
-        check_visible([store.folder])
+        store = ShardStore.of(cache, key, describe, table) if table is not None else ShardStore.cached(cache, key)
+        if store is not None:
+            check_visible([store.folder])
         return store
 
     def shard_tables(self, table: pa.Table, rows: int = SHARD_ROWS) -> list[pa.Table]:
@@ -189,17 +191,28 @@ class RayEngine:
         from curation.ledger import write_parquet
 
         sel = rows
+        folder = Path(folder).resolve()  # absolute: a worker's working directory is not the driver's
         if sel.store is not None and sel.in_store_order() and sel.num_rows:
             ray_shards.check_visible([folder])
             out = sel.store.dataset(sel.indices).map_batches(
                 ray_shards.write_part, fn_kwargs={"folder": str(folder), "metadata": metadata},
                 batch_format="pyarrow", batch_size=None)
             written = pa.concat_tables(list(out.iter_batches(batch_format="pyarrow", batch_size=None)))
-            if int(pa.compute.sum(written.column("rows")).as_py() or 0) != sel.num_rows:
-                raise RuntimeError(f"ray wrote {written.column('rows')} rows of a {sel.num_rows}-row stage dataset")
+            written = written.take(pa.array(np.argsort(written.column("first").to_numpy(), kind="stable")))
+            first, last = written.column("first").to_numpy(), written.column("last").to_numpy()
+            rows_written = written.column("rows").to_numpy()
+            # every row once, each part one run of the dataset's rows (name order is row order)
+            contiguous = bool((last - first + 1 == rows_written).all() and (first[1:] == last[:-1] + 1).all())
+            if not len(first) or first[0] != 0 or last[-1] != sel.num_rows - 1 or not contiguous:
+                raise RuntimeError(f"ray wrote {int(rows_written.sum())} rows in parts that do not make the "
+                                   f"{sel.num_rows}-row stage dataset in order")
             ray_shards.clean(folder)
+            names = [p.name for p in ray_shards.parts(folder)]
+            if names != written.column("file").to_pylist():
+                raise RuntimeError(f"the stage dataset's folder holds {len(names)} parts, the workers wrote "
+                                   f"{written.num_rows}: a worker that does not see {folder}?")
             self.say(f"stage dataset written by the workers: {written.num_rows} part(s)")
-            return [p.name for p in ray_shards.parts(folder)]
+            return names
         table = sel.table()
         if metadata:
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
@@ -364,15 +377,16 @@ class StepInput:
             self._table = self.selection.table()
         return self._table
 
-    def rows_at(self, index: np.ndarray) -> pa.Table:
-        """The rows at ``index`` (places in this input), every column: a few, read from their shards."""
+    def rows_at(self, index, columns: list[str] | None = None) -> pa.Table:
+        """The rows at ``index`` (places in this input; ``columns``, default all): a few, read from their shards."""
         from curation.columns import take_rows
 
+        index = np.asarray(index, dtype=np.int64)
         if self._table is not None:
-            return take_rows(self._table, np.asarray(index, dtype=np.int64))
+            table = take_rows(self._table, index)
+            return table if columns is None else table.select(columns)
         sel = self.selection
-        where = np.asarray(index, dtype=np.int64) if sel.indices is None else sel.indices[np.asarray(index, dtype=np.int64)]
-        return sel.store.take(where)
+        return sel.store.take(index if sel.indices is None else sel.indices[index], columns)
 
     def dataset(self):
         """Every column of every row, with ``_index`` (place in this input), as a Ray dataset."""

@@ -230,7 +230,7 @@ class _ShardRows:
         return self.inp.num_rows
 
     def metadata_at(self, index: np.ndarray) -> list:
-        return self.inp.rows_at(np.asarray(index, dtype=np.int64)).column("metadata").to_pylist()
+        return self.inp.rows_at(np.asarray(index, dtype=np.int64), ["metadata"]).column("metadata").to_pylist()
 
 
 def _band_records(batch: pa.Table, bands: int, rows: int, parts: int) -> pa.Table:

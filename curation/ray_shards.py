@@ -51,7 +51,7 @@ class ShardStore:
     """A written shard folder (:func:`write`): its files and row count."""
 
     def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+        self.folder = Path(folder).resolve()  # absolute: a worker's working directory is not the driver's
         manifest = json.loads((self.folder / MANIFEST).read_text())
         self.rows: int = manifest["rows"]
         self.files: list[dict] = manifest["files"]
@@ -63,6 +63,17 @@ class ShardStore:
             with cache.write("shards", key, describe) as tmp:
                 write(table, tmp, shard_rows)
         return cls(cache.path("shards", key))
+
+    @classmethod
+    def cached(cls, cache, key: str) -> "ShardStore | None":
+        return cls(cache.path("shards", key)) if cache.has("shards", key) else None
+
+
+    def narrow(self) -> pa.Table:
+        """The rows' ``NARROW`` columns, in order: what the driver keeps (a cached mixture on Ray is not
+        assembled again from its sources)."""
+        names = self.schema().names
+        return read_files(self.paths(), [c for c in NARROW if c in names])
 
     def paths(self) -> list[str]:
         return [str(self.folder / f["name"]) for f in self.files]
@@ -87,24 +98,42 @@ class ShardStore:
         return items.map_batches(_read, fn_kwargs={"columns": columns, "positions": [ref]}, batch_format="pyarrow",
                                  batch_size=1)
 
-    def take(self, selected: np.ndarray | None) -> pa.Table:
-        """The selected rows, every column, on the driver (a step with no distributed form), reading
-        only the files that hold them."""
+    def take(self, selected: np.ndarray | None, columns: list[str] | None = None) -> pa.Table:
+        """The selected rows (``columns``, default all), on the driver (a step with no distributed form,
+        a few rows a step shows), reading only the files that hold them."""
         from curation.columns import take_rows
 
+        want = None if columns is None else [*columns, ROW]
         if selected is None:
-            return pq.read_table(self.paths()).drop_columns([ROW])
+            return read_files(self.paths(), want).drop_columns([ROW])
         selected = np.asarray(selected, dtype=np.int64)
         starts = np.array([f["start"] for f in self.files], dtype=np.int64)
         file_of = np.searchsorted(starts, selected, side="right") - 1
         used = np.unique(file_of)
         if not len(used):
-            return self.schema().empty_table()
-        table = pq.read_table([self.paths()[k] for k in used])
+            schema = self.schema()
+            return (schema if columns is None else pa.schema([schema.field(c) for c in columns])).empty_table()
+        table = read_files([self.paths()[k] for k in used], want)
         offsets = np.zeros(self.rows + 1, dtype=np.int64)  # mixture row -> place in `table`
         place = np.concatenate([np.arange(self.files[k]["start"], self.files[k]["start"] + self.files[k]["rows"]) for k in used])
         offsets[place] = np.arange(len(place))
         return take_rows(table.drop_columns([ROW]), offsets[selected])
+
+
+def shards_key(mixture_key: str, source_files: list[Path]) -> str:
+    """A mixture's shards' cache key: its own key and its sources' cache files as they are now (size and
+    modification time), so shards are never served for sources rebuilt since (an unpinned Hub
+    source downloaded again), where a rebuilt mixture would check them."""
+    import hashlib
+
+    stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in source_files]
+    return hashlib.sha256(json.dumps([mixture_key, stats]).encode()).hexdigest()[:16]
+
+
+def read_files(paths: list[str], columns: list[str] | None = None) -> pa.Table:
+    """Parquet files as one table, in the given order. ``partitioning=None``: pyarrow would otherwise read
+    a folder named like ``lr=0.1`` on the way to them as a column of every row."""
+    return pq.read_table(paths, columns=columns, partitioning=None)
 
 
 def check_visible(paths: list[str | Path], always: bool = False) -> None:
@@ -162,7 +191,7 @@ def positions(selected: np.ndarray, rows: int) -> np.ndarray:
 def _read(item: pa.Table, columns: list[str] | None, positions: list) -> pa.Table:
     """One shard, read by its worker: its selected rows' ``columns`` with ``_index`` (their place in the
     step's input) instead of ``_row``."""
-    batch = pq.read_table(item.column("path")[0].as_py(), columns=None if columns is None else [*columns, ROW])
+    batch = read_files([item.column("path")[0].as_py()], None if columns is None else [*columns, ROW])
     rows = batch.column(ROW).to_numpy()
     batch = batch.drop_columns([ROW])
     if positions[0] is None:
@@ -185,7 +214,8 @@ def write_part(batch: pa.Table, folder: str, metadata: dict | None) -> pa.Table:
 
     _fault_for_tests()
     if not batch.num_rows:
-        return pa.table({"file": pa.array([], pa.string()), "rows": pa.array([], pa.int64())})
+        return pa.table({"file": pa.array([], pa.string()), "rows": pa.array([], pa.int64()),
+                         "first": pa.array([], pa.int64()), "last": pa.array([], pa.int64())})
     index = batch.column(INDEX).to_numpy()
     if (np.diff(index) < 0).any():
         batch = batch.take(pa.array(np.argsort(index, kind="stable")))
@@ -196,7 +226,8 @@ def write_part(batch: pa.Table, folder: str, metadata: dict | None) -> pa.Table:
     name = PART.format(int(index[0]))
     with atomic_path(Path(folder) / name) as tmp:
         write_parquet(table, tmp)
-    return pa.table({"file": [name], "rows": pa.array([table.num_rows], pa.int64())})
+    return pa.table({"file": [name], "rows": pa.array([table.num_rows], pa.int64()),
+                     "first": pa.array([int(index[0])], pa.int64()), "last": pa.array([int(index[-1])], pa.int64())})
 
 
 def clean(folder: str | Path) -> None:

@@ -128,7 +128,35 @@ def check(out: Path, allow_failed: bool = False) -> dict:
                 got = "unreadable"
             if got != cid:
                 bad.append(f"curation.json (from curation {got}, not {cid})")
+    bad += _stage_forms(out, record.get("files") or {})
     if bad:
         raise RunMismatch(f"{out}: the run's files disagree with its commit ({RUN_FILE}: recipe {h}, curation {cid}): "
                           + "; ".join(bad) + f". Re-run `recipe curate` with --out {out} to rebuild them")
     return record
+
+
+def _stage_forms(out: Path, files: dict) -> list[str]:
+    """A stage dataset committed as parts (``datasets/<m>/part-*.parquet``) must have exactly those parts
+    and no ``datasets/<m>.parquet`` beside it; one committed as a file, no folder beside it (readers
+    take the folder where there is one: ``curation.stage_paths``)."""
+    from curation.stage_paths import parts
+
+    bad = []
+    folders: dict[str, set[str]] = {}
+    singles = set()
+    for rel in files:
+        bits = rel.split("/")
+        if len(bits) == 3 and bits[0] == "datasets" and bits[2].startswith("part-"):
+            folders.setdefault(bits[1], set()).add(bits[2])
+        elif len(bits) == 2 and bits[0] == "datasets" and bits[1].endswith(".parquet"):
+            singles.add(bits[1][: -len(".parquet")])
+    for name, listed in folders.items():
+        extra = sorted({p.name for p in parts(out / "datasets" / name)} - listed)
+        if extra:
+            bad.append(f"datasets/{name}/{extra[0]} (a part the commit does not list)")
+        if (out / "datasets" / f"{name}.parquet").exists():
+            bad.append(f"datasets/{name}.parquet (beside the committed folder datasets/{name}/)")
+    for name in singles:
+        if (out / "datasets" / name).is_dir():
+            bad.append(f"datasets/{name}/ (beside the committed file datasets/{name}.parquet)")
+    return bad

@@ -36,6 +36,7 @@ def read_stage(path: str | Path, columns: list[str] | None = None):
     files = stage_files(path)
     if not files:
         raise FileNotFoundError(f"no stage dataset at {path}")
-    return pq.read_table(files[0], columns=columns) if len(files) == 1 else pq.read_table(files, columns=columns)
+    # partitioning=None: a folder named like ``lr=0.1`` on the way is not a column of the rows
+    return pq.read_table([str(f) for f in files], columns=columns, partitioning=None)
 
 

@@ -153,7 +153,9 @@ def _pool(tmp: Path, n: int = 3000) -> Path:
     })
 
 
-def test_ray_and_local_give_identical_datasets_and_ledgers(tmp_path, cli, ray_cluster):
+def test_ray_and_local_give_identical_datasets_and_ledgers(tmp_path, cli, ray_cluster, monkeypatch):
+    tmp_path = tmp_path / "lr=0.1"  # a folder pyarrow would read as a hive partition column, were it let to
+    tmp_path.mkdir()
     recipe = _pool(tmp_path)
     local = cli("curate", recipe, "--out", tmp_path / "local")
     assert local.exit_code == 0, local.output
@@ -173,6 +175,23 @@ def test_ray_and_local_give_identical_datasets_and_ledgers(tmp_path, cli, ray_cl
     assert {"duplicate_of", "near_duplicate_of", "ngram_overlap"} <= reasons
     quarantined = [r for r in a if r["decision"] == "quarantine"]
     assert quarantined and quarantined == [r for r in b if r["decision"] == "quarantine"]
+    # again, every node cached: the mixture is not assembled from its sources (the driver reads its shards'
+    # narrow columns) and the workers write the stage dataset from the cached shards
+    from curation.pipeline import Curation
+
+    def not_assembled(self, entry):
+        raise AssertionError("a cached mixture with cached shards was assembled on the driver")
+
+    monkeypatch.setattr(Curation, "_cached_mixture_rows", not_assembled)
+    again = cli("curate", recipe, "--out", tmp_path / "ray", "--engine", "ray")
+    assert again.exit_code == 0, again.output
+    assert "stage dataset written by the workers" in again.output
+    assert _datasets(tmp_path / "local") == _datasets(tmp_path / "ray")
+    assert _sorted_ledger(tmp_path / "ray") == a
+    # the local engine over the same run directory replaces the folder with the file
+    monkeypatch.undo()
+    assert cli("curate", recipe, "--out", tmp_path / "ray").exit_code == 0
+    assert (tmp_path / "ray" / "datasets" / "mix.parquet").is_file() and not (tmp_path / "ray" / "datasets" / "mix").exists()
 
 
 def test_a_killed_worker_changes_nothing_and_leaves_no_half_written_entry(tmp_path, cli, ray_cluster):
@@ -469,3 +488,21 @@ def test_a_path_a_node_does_not_see_is_refused_before_any_step(tmp_path, ray_clu
     check_visible([tmp_path], always=True)  # every node (here the one) sees it
     with pytest.raises(EngineError, match="does not see .*engine.shards=false"):
         check_visible([tmp_path / "nowhere"], always=True)
+
+
+def test_the_commit_check_names_a_stage_dataset_form_or_part_it_does_not_list(tmp_path, cli, ray_cluster):
+    from curation import run_commit
+
+    res = cli("curate", _fingerprint_recipe(tmp_path), "--out", tmp_path / "run", "--engine", "ray")
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "run"
+    run_commit.check(run)
+    parts = sorted((run / "datasets" / "sft").glob("part-*.parquet"))
+    stray = run / "datasets" / "sft" / "part-999999999999.parquet"
+    stray.write_bytes(parts[0].read_bytes())
+    with pytest.raises(run_commit.RunMismatch, match="part-999999999999.parquet .a part the commit does not list"):
+        run_commit.check(run)
+    stray.unlink()
+    (run / "datasets" / "sft.parquet").write_bytes(parts[0].read_bytes())
+    with pytest.raises(run_commit.RunMismatch, match="beside the committed folder"):
+        run_commit.check(run)

@@ -80,10 +80,11 @@ class Share:
 
 @dataclass
 class MixtureResult:
-    arrow: pa.Table  # the mixed rows
+    arrow: pa.Table  # the mixed rows (with ``order``: the draws, not yet in their mixed order)
     table: list[dict] = field(default_factory=list)  # outcome by source
     ledger: dict[str, dict] = field(default_factory=dict)  # source -> {ids (Arrow), copies (numpy)}
-    row_tokens: np.ndarray | None = None  # whitespace tokens of each mixed row, in ``arrow``'s order
+    row_tokens: np.ndarray | None = None  # whitespace tokens of each mixed row, in the mixed order
+    order: np.ndarray | None = None  # ``mix(..., shuffled=False)``: the mixed rows are ``arrow``'s rows at these
 
     @property
     def rows(self) -> datasets.Dataset:
@@ -151,10 +152,12 @@ def ids_digest(ids) -> str:
     return f"{int((h * weights).sum(dtype=np.uint64)):016x}"
 
 
-def assemble(sources: dict[str, Any], copies: dict[str, np.ndarray], seed: int) -> pa.Table:
+def assemble(sources: dict[str, Any], copies: dict[str, np.ndarray], seed: int, shuffled: bool = True) -> pa.Table:
     """The mixed rows from each source's copy counts (in ``copies``' order; sources are tables or
     functions returning one), shuffled with ``seed``: what :func:`mix` returns, rebuilt from what a
-    mixture's cache entry keeps (the copies), so the entry does not hold a copy of every row."""
+    mixture's cache entry keeps (the copies), so the entry does not hold a copy of every row.
+    ``shuffled=False``: the draws, before the shuffle's ``take`` (:func:`shuffle_order` gives the
+    order), for a caller that takes them a shard at a time instead of copying them whole."""
     parts = []
     for src, c in copies.items():
         table = table_of(sources[src]() if callable(sources[src]) else sources[src])
@@ -162,7 +165,7 @@ def assemble(sources: dict[str, Any], copies: dict[str, np.ndarray], seed: int) 
         del table
     rows = pa.concat_tables(parts)
     del parts
-    return rows.take(pa.array(shuffle_order(rows.num_rows, seed)))
+    return rows.take(pa.array(shuffle_order(rows.num_rows, seed))) if shuffled else rows
 
 
 def shuffle_order(n: int, seed: int) -> np.ndarray:
@@ -179,9 +182,10 @@ def mixed_values(values: dict[str, np.ndarray], copies: dict[str, np.ndarray], s
     return joined[shuffle_order(len(joined), seed)]
 
 
-def mix(name: str, entries: dict[str, Any], sources: dict[str, Any], seed: int) -> MixtureResult:
+def mix(name: str, entries: dict[str, Any], sources: dict[str, Any], seed: int, shuffled: bool = True) -> MixtureResult:
     """Draw each source's share (sources: Arrow tables or datasets, or functions returning one, which
-    lets the sources' tables go before the shuffle copies the draws); concatenate; shuffle with ``seed``.
+    lets the sources' tables go before the shuffle copies the draws); concatenate; shuffle with ``seed``
+    (``shuffled=False``: leave the draws in place and give the shuffle as ``order``).
     The whitespace tokens of a row-share mixture's outcome table are counted on a thread while the
     draws are assembled (both run in Arrow and numpy kernels that release the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -219,7 +223,7 @@ def mix(name: str, entries: dict[str, Any], sources: dict[str, Any], seed: int) 
                       "target_rows": want, "observed_rows": int(all_copies[src].sum())})
     with ThreadPoolExecutor(max_workers=1) as pool:
         counted = {src: pool.submit(_row_tokens, sources[src]) for src in entries if not token_mode}
-        rows = assemble(sources, all_copies, seed)
+        rows = assemble(sources, all_copies, seed, shuffled)
         sources.clear()  # only the draws (and the id columns the ledger keeps) stay alive for the shuffle's copy
         for entry in table:
             src = entry["source"]
@@ -239,4 +243,33 @@ def mix(name: str, entries: dict[str, Any], sources: dict[str, Any], seed: int) 
         t["token_ratio"] = t["observed_tokens"] / total_tokens
         if "target_tokens" in t:  # a token mixture: the ratios that matter are of tokens
             t["target_token_ratio"] = t["target_tokens"] / total_target_tokens
-    return MixtureResult(rows, table, ledger, mixed_values(row_tokens, all_copies, seed))
+    return MixtureResult(rows, table, ledger, mixed_values(row_tokens, all_copies, seed),
+                         None if shuffled else shuffle_order(rows.num_rows, seed))
+
+
+def cached_rows(entry, copies_file: str, source_table, seed: int) -> pa.Table:
+    """A cached mixture's rows (its cache entry ``entry``): assembled from its sources
+    (``source_table(name)``) and the copy counts in ``copies_file``, checked to be the rows the counts
+    were drawn from, or read from the rows an entry written before the copy counts holds."""
+    import json
+    from functools import partial
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    entry = Path(entry)
+    if not (entry / copies_file).exists():
+        return pq.read_table(entry / "rows.parquet")
+    drawn = [d if isinstance(d, dict) else {"source": d} for d in json.loads((entry / "sources.json").read_text())]
+    with np.load(entry / copies_file) as saved:
+        copies = {d["source"]: saved[f"s{k}"] for k, d in enumerate(drawn)}
+
+    def source(d: dict) -> pa.Table:  # the rows the counts were drawn from, or a clear error
+        table = source_table(d["source"])
+        if "ids" in d and (table.num_rows != d["rows"] or ids_digest(table.column("id")) != d["ids"]):
+            raise MixtureError(f"source {d['source']!r} no longer holds the {d['rows']} rows its cached mixture "
+                               f"{entry.name[:12]} was drawn from (a Hub source without a pinned revision changed?); "
+                               f"pin `revision:` or remove {entry} and re-run")
+        return table
+
+    return assemble({d["source"]: partial(source, d) for d in drawn}, copies, seed)

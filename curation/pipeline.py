@@ -35,17 +35,18 @@ from curation import ledger as ledger_mod
 from curation import ledger_folder
 from curation import run_commit
 from curation.console import outcome_table, progress, say
-from curation.files import atomic_folder, atomic_write_text, remove_path
+from curation import engine_rows
+from curation.files import atomic_write_text
 from curation.columns import table_of
 from curation.composition import composition
 from curation.ledger import write_parquet
 
 LEDGER_INDEX = "ledger/index.json"  # what run.json commits for the ledger folder
-from curation.mixture import MixtureError, assemble, ids_digest, mix
+from curation.mixture import cached_rows, ids_digest, mix
 from curation.engine import make_engine
 from curation.rows import dataset_of
 from curation.selection import Selection
-from curation.stage_datasets import StageDatasets, write_rows
+from curation.stage_datasets import StageDatasets
 from curation.stage_paths import stage_location
 from curation.sources import NoValidRows, load_source
 from curation.steps import STEPS
@@ -122,6 +123,9 @@ class Curation:
     def rows_path(self, name: str) -> Path:
         return (self.cache.path("source", self.plan.get("source", name).key) / "rows.parquet").resolve()
 
+    def _source_files(self, mix_name: str) -> list[Path]:
+        return [self.rows_path(s) for s in self.recipe.mixtures[mix_name]]
+
     # ------------------------------------------------------------------ the phase
     def run(self, resolved_text: str) -> dict[str, datasets.Dataset]:
         """Curate every mixture, then write the run directory's curated files as one committed unit.
@@ -182,7 +186,7 @@ class Curation:
         t0 = time.perf_counter()
         files = []
         for mix_name, rows in out.items():
-            files += self._write_dataset(mix_name, rows, stamp)
+            files += engine_rows.write_dataset(self._engine, self.out, mix_name, rows, stamp)
         out.clear()  # the datasets are read back from the files on first use (StageDatasets): no second copy
         self._write_ledger(tables, stamp)
         # wall time of the phase, of each source's load (null: served from the cache), of each mixture's
@@ -195,22 +199,6 @@ class Curation:
         run_commit.commit(self.out, self.recipe_hash, self.curation_id, files + [LEDGER_INDEX, "curation.json"])
         self.seconds = time.time() - started
         return StageDatasets({name: stage_location(self.out, name) for name in self.recipe.mixtures})
-
-    def _write_dataset(self, mix_name: str, rows: Selection, stamp: dict) -> list[str]:
-        """A stage dataset into the run directory: ``datasets/<mixture>.parquet``, or, where the rows are
-        in a shard store (the Ray engine), ``datasets/<mixture>/`` with a part per shard written by the
-        workers (``curation.ray_shards``); the other form, left by an earlier run, is removed. The files
-        to commit."""
-        file, folder = self.out / f"datasets/{mix_name}.parquet", self.out / f"datasets/{mix_name}"
-        if rows.store is None:
-            remove_path(folder)  # (the run is uncommitted here: a failure leaves it so, and run_commit.check says so)
-            write_rows(rows, file, stamp)
-            return [f"datasets/{mix_name}.parquet"]
-        remove_path(file)
-        meta = dict(run_commit.stamp(pa.table({}), stamp["recipe_hash"], stamp["curation_id"]).schema.metadata)
-        with atomic_folder(folder) as tmp:
-            names = self._engine.write_stage(rows, tmp, meta)
-        return [f"datasets/{mix_name}/{n}" for n in names]
 
     def _commit_failed(self, exc: NoValidRows, tables: list, record: dict, stamp: dict, resolved_text: str) -> None:
         """A source with no valid row: its quarantine reaches the ledger (``recipe audit --reason``)."""
@@ -256,17 +244,20 @@ class Curation:
         node = self.plan.get("mixture", mix_name)
         entry = self.cache.path("mixture", node.key)
         t0 = time.perf_counter()
-        store = None
+        store = order = None
         if self.cache.has("mixture", node.key):
             say(self.console, node, "[green]cached[/]")
-            store = self._cached_shards(node)  # on Ray, its shards: the driver reads their narrow columns only
+            # on Ray, its shards: the driver reads their narrow columns only
+            store = engine_rows.cached_shards(self._engine, self.cache, node, self._source_files(mix_name))
             rows = store.narrow() if store is not None else self._cached_mixture_rows(entry)
             tokens = np.load(entry / TOKENS_FILE).astype(np.int64) if (entry / TOKENS_FILE).exists() else None
             tokens = tokens if tokens is not None and len(tokens) == rows.num_rows else None  # else the card counts
         else:
             say(self.console, node, "mixing")
             entries = self.recipe.mixtures[mix_name]
-            result = mix(mix_name, entries, {s: partial(self.source_table, s) for s in entries}, self.recipe.seed)
+            # on Ray with shards, the draws stay unshuffled: each shard takes its rows from them (no whole copy)
+            result = mix(mix_name, entries, {s: partial(self.source_table, s) for s in entries}, self.recipe.seed,
+                         shuffled=not engine_rows.uses_shards(self._engine))
             for t in result.table:
                 if t["mode"] == "count" and t["share"] == 1:
                     self.console.print(f"  [yellow]mixtures.{mix_name}.{t['source']} = 1 means ONE row; write 1.0 for all rows[/]")
@@ -285,7 +276,7 @@ class Curation:
                 ledger_mod.save_part(pa.concat_tables(parts), tmp / "decisions")
                 (tmp / "table.json").write_text(json.dumps(result.table))
                 np.save(tmp / TOKENS_FILE, result.row_tokens.astype(np.int32))
-            rows, tokens = result.arrow, result.row_tokens
+            rows, tokens, order = result.arrow, result.row_tokens, result.order
             del result, parts
         self._fresh.clear()  # a later mixture reads its sources from the cache: no table held through the steps
         self.phase_seconds["mixtures"][mix_name] = round(time.perf_counter() - t0, 3)
@@ -293,7 +284,8 @@ class Curation:
         table = json.loads((entry / "table.json").read_text())
         self.console.print(outcome_table(mix_name, table))
         funnel = [{"step": "mixture", "rows_in": sum(t["available"] for t in table), "rows_out": rows.num_rows, "dropped": {}}]
-        rows = self._selection(node, rows, {} if tokens is None else {"tokens": tokens}, store)
+        rows = engine_rows.selection(self._engine, self.cache, node, rows, {} if tokens is None else {"tokens": tokens},
+                                     self._source_files(mix_name), store, order)
         hashes = None  # the rows' ledger_folder.base_hashes, computed at the first step that runs, then carried
         for step_node in [n for n in self.plan.of_kind("step") if n.extra["mixture"] == mix_name]:
             rows_in = rows.num_rows
@@ -313,30 +305,6 @@ class Curation:
             rows.table()  # held until the run's writes: the kept rows, not a base twice their size
         return rows, tables, funnel, table, self._composition(rows)
 
-    def _selection(self, node, table: pa.Table, carried: dict, store=None) -> Selection:
-        """The mixture's rows as the steps narrow them. On an engine that reads shards (Ray), the rows are
-        written once as shards in the cache (``curation.ray_shards``; ``store``: already there, and
-        ``table`` its narrow columns) and the driver keeps only their narrow columns (ids, sources,
-        kinds, skills): every step's workers read the rest themselves."""
-        if not getattr(self._engine, "shards", False):
-            return Selection(table, carried=carried)
-        from curation.ray_shards import NARROW
-
-        if store is None:
-            store = self._engine.shard_store(self.cache, self._shards_key(node), {**node.describe, "of": "shards"}, table)
-        return Selection(table.select([c for c in NARROW if c in table.column_names]), carried=carried, store=store)
-
-    def _shards_key(self, node) -> str:
-        from curation.ray_shards import shards_key
-
-        return shards_key(node.key, [self.rows_path(s) for s in self.recipe.mixtures[node.name.split(":", 1)[-1]]])
-
-    def _cached_shards(self, node):
-        """A cached mixture's shards where the engine reads shards and the cache has them, else None."""
-        if not getattr(self._engine, "shards", False):
-            return None
-        return self._engine.shard_store(self.cache, self._shards_key(node), node.describe)
-
     @staticmethod
     def _composition(rows: Selection) -> dict | None:
         """The curated rows' composition from the token counts carried from the draw (None where the
@@ -347,23 +315,8 @@ class Curation:
         return composition(rows.column("source"), rows.column("kind"), rows.column("skill"), tokens)
 
     def _cached_mixture_rows(self, entry: Path) -> pa.Table:
-        """A cached mixture's rows: assembled from its sources and copy counts, or read from the rows an
-        entry written before the copy counts holds."""
-        if not (entry / COPIES_FILE).exists():
-            return pq.read_table(entry / "rows.parquet")
-        drawn = [d if isinstance(d, dict) else {"source": d} for d in json.loads((entry / "sources.json").read_text())]
-        with np.load(entry / COPIES_FILE) as saved:
-            copies = {d["source"]: saved[f"s{k}"] for k, d in enumerate(drawn)}
-
-        def source(d: dict) -> pa.Table:  # the rows the counts were drawn from, or a clear error
-            table = self.source_table(d["source"])
-            if "ids" in d and (table.num_rows != d["rows"] or ids_digest(table.column("id")) != d["ids"]):
-                raise MixtureError(f"source {d['source']!r} no longer holds the {d['rows']} rows its cached mixture "
-                                   f"{entry.name[:12]} was drawn from (a Hub source without a pinned revision changed?); "
-                                   f"pin `revision:` or remove {entry} and re-run")
-            return table
-
-        return assemble({d["source"]: partial(source, d) for d in drawn}, copies, self.recipe.seed)
+        """A cached mixture's rows, rebuilt from its sources and copy counts (``mixture.cached_rows``)."""
+        return cached_rows(entry, COPIES_FILE, self.source_table, self.recipe.seed)
 
     def _run_step(self, node, rows: Selection, hashes: np.ndarray | None = None):
         """(kept rows, decision records, extras, seconds its decide took: None when served from the cache,

@@ -22,11 +22,10 @@ from curation.steps.base import Decisions, Step
 
 
 def decontaminate(engine, step: Step, inp) -> Decisions:
-    """``inp``: a :class:`curation.ray_engine.StepInput`; the workers cut the texts from their shards and
+    """``inp``: a :class:`curation.ray_input.StepInput`; the workers cut the texts from their shards and
     the driver reads back only the few matched rows' texts the step shows (``examples``)."""
     import ray
 
-    from curation.columns import text_column
     from curation.ray_engine import gathered
     from curation.rows import dataset_of
 

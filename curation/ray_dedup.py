@@ -40,7 +40,7 @@ BUCKET_ROWS = 50_000  # rows per exact-dedup bucket, on average
 
 
 def exact_dedup(engine, step: Step, inp) -> Decisions:
-    """``inp``: a :class:`curation.ray_engine.StepInput`; the workers cut ids and texts from their shards,
+    """``inp``: a :class:`curation.ray_input.StepInput`; the workers cut ids and texts from their shards,
     the driver holds the ids."""
     p = step.params
     n = inp.num_rows

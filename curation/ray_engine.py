@@ -21,7 +21,7 @@ Where the rows come from (``engine.shards``, default true): the pipeline writes 
 once as Parquet shards in the cache (:mod:`curation.ray_shards`) and keeps only their narrow columns
 (ids, sources, kinds, skills); a step's input is then a :class:`~curation.selection.Selection` over
 the shards, and its workers read their shard themselves, told which rows are in by a position array
-put once per step (:class:`StepInput`). The stage datasets are written by the workers too, a part
+put once per step (:class:`curation.ray_input.StepInput`). The stage datasets are written by the workers too, a part
 per shard (:meth:`RayEngine.write_stage`). With ``engine.shards: false`` (a cluster whose nodes do not
 share the cache's storage) the driver holds the step's input table, as the local engine does, and
 ships it through Ray's object store.
@@ -124,6 +124,8 @@ class RayEngine:
         from curation import ray_dedup
         from curation.rows import dataset_of
 
+        from curation.ray_input import StepInput
+
         inp = StepInput(self, rows)
         distributed = ray_dedup.DISTRIBUTED.get(step.name)
         if distributed is not None:
@@ -134,12 +136,12 @@ class RayEngine:
         self.say(f"{step.name} {why}: it runs on the driver")
         return step.decide(dataset_of(inp.table()))
 
-    def shard_store(self, cache, key: str, describe: dict, table: pa.Table | None = None):
-        """A mixture's rows as shards the workers read (``curation.ray_shards``), written once per key
-        (``table`` None: only if the cache has them, else None)."""
+    def shard_store(self, cache, key: str, describe: dict, table: pa.Table | None = None, order: np.ndarray | None = None):
+        """A mixture's rows (``table``, or its rows at ``order``) as shards the workers read
+        (``curation.ray_shards``), written once per key (``table`` None: only if the cache has them, else None)."""
         from curation.ray_shards import ShardStore, check_visible
 
-        store = ShardStore.of(cache, key, describe, table) if table is not None else ShardStore.cached(cache, key)
+        store = ShardStore.of(cache, key, describe, table, order=order) if table is not None else ShardStore.cached(cache, key)
         if store is not None:
             check_visible([store.folder])
         return store
@@ -153,7 +155,7 @@ class RayEngine:
         indexed = table.append_column("_index", pa.array(np.arange(n, dtype=np.int64)))
         return [indexed.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
-    def _row_local(self, step: Step, inp: "StepInput", on_shard) -> Decisions:
+    def _row_local(self, step: Step, inp, on_shard) -> Decisions:
         import ray
 
         from curation.row_local import _payload, merge
@@ -343,79 +345,3 @@ def _decisions_of(t: pa.Table) -> Decisions:
     return Decisions(keep=t.column("keep").to_numpy(zero_copy_only=False),
                      score=t.column("score").to_numpy(zero_copy_only=False) if has_score else None,
                      reason=t.column("reason").to_pylist(), extras=json.loads(first) if first else {})
-
-
-# ---------------------------------------------------------------------- a step's input
-class StepInput:
-    """A step's input on the Ray engine. Either a driver table, shipped to the workers through the
-    object store in :meth:`RayEngine.shard_tables` shards, or a :class:`~curation.selection.Selection`
-    with a shard store (``sharded``), which the workers read from the shards themselves: the driver
-    then holds the selection's narrow columns and sends only which rows are in."""
-
-    def __init__(self, engine: RayEngine, rows):
-        from curation.selection import Selection
-
-        self.engine = engine
-        self.selection = rows if isinstance(rows, Selection) and rows.store is not None else None
-        self._table = None if self.selection is not None else (rows.table() if isinstance(rows, Selection) else rows)
-
-    @property
-    def sharded(self) -> bool:
-        return self.selection is not None
-
-    @property
-    def num_rows(self) -> int:
-        return self.selection.num_rows if self.sharded else self._table.num_rows
-
-    def column(self, name: str) -> pa.ChunkedArray:
-        """A column the driver holds (``ray_shards.NARROW``: ids, sources) or any of the table's."""
-        return self.selection.column(name) if self.sharded else self._table.column(name)
-
-    def table(self) -> pa.Table:
-        """Every row and column on the driver (a step, or a part of one, with no distributed form)."""
-        if self._table is None:
-            self._table = self.selection.table()
-        return self._table
-
-    def rows_at(self, index, columns: list[str] | None = None) -> pa.Table:
-        """The rows at ``index`` (places in this input; ``columns``, default all): a few, read from their shards."""
-        from curation.columns import take_rows
-
-        index = np.asarray(index, dtype=np.int64)
-        if self._table is not None:
-            table = take_rows(self._table, index)
-            return table if columns is None else table.select(columns)
-        sel = self.selection
-        return sel.store.take(index if sel.indices is None else sel.indices[index], columns)
-
-    def dataset(self):
-        """Every column of every row, with ``_index`` (place in this input), as a Ray dataset."""
-        import ray
-
-        if self.sharded:
-            return self.selection.store.dataset(self.selection.indices)
-        return ray.data.from_arrow(self.engine.shard_tables(self._table))
-
-    def texts(self, field: str, ids: bool = False):
-        """A Ray dataset of ``text`` (``columns.text_column`` of ``field``; with ``ids``, ``id`` too) and
-        ``_index``: cut by the workers from their shards, or on the driver from its table."""
-        import ray
-
-        from curation.columns import text_column
-
-        if self.sharded:
-            return self.dataset().map_batches(_texts, fn_kwargs={"field": field, "ids": ids}, batch_format="pyarrow",
-                                              batch_size=None)
-        cols = {"id": self._table.column("id")} if ids else {}
-        cols["text"] = text_column(self._table, field)
-        return ray.data.from_arrow(self.engine.shard_tables(pa.table(cols)))
-
-
-def _texts(batch: pa.Table, field: str, ids: bool) -> pa.Table:
-    from curation.columns import text_column
-
-    cols = {"_index": batch.column("_index")}
-    if ids:
-        cols["id"] = batch.column("id")
-    cols["text"] = text_column(batch.drop_columns(["_index"]), field) if batch.num_rows else pa.array([], pa.string())
-    return pa.table(cols)

@@ -56,7 +56,7 @@ DRIVER_EDGES_ENV = "RECIPE_KIT_RAY_DRIVER_EDGES"  # overrides DRIVER_EDGES (0: a
 
 
 def minhash_dedup(engine, step: Step, inp) -> Decisions:
-    """``inp``: a :class:`curation.ray_engine.StepInput` (or a table). Sharded, the driver plans from the
+    """``inp``: a :class:`curation.ray_input.StepInput` (or a table). Sharded, the driver plans from the
     row ids alone and the workers cut the representatives' texts from their shards; else the plan's
     texts are made on the driver and shipped."""
     import ray

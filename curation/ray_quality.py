@@ -21,7 +21,7 @@ from curation.steps.base import Decisions, Step
 
 
 def quality_classifier(engine, step: Step, inp) -> Decisions:
-    """``inp``: a :class:`curation.ray_engine.StepInput`; the workers cut the texts from their shards."""
+    """``inp``: a :class:`curation.ray_input.StepInput`; the workers cut the texts from their shards."""
     import ray
 
     from curation.ray_engine import gathered

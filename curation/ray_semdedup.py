@@ -35,7 +35,7 @@ from curation.steps.base import Decisions, Step
 
 
 def semantic_dedup(engine, step: Step, inp) -> Decisions:
-    """``inp``: a :class:`curation.ray_engine.StepInput`. Sharded, the actors cut the texts from their
+    """``inp``: a :class:`curation.ray_input.StepInput`. Sharded, the actors cut the texts from their
     shards and send back each vector and a 64-bit hash of its text, which the driver counts distinct
     texts by (the clusters' ``k``; only where that count is under ``n_clusters`` can a collision
     matter, and there the driver reads the texts and counts them exactly); else the driver's texts."""

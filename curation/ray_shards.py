@@ -57,11 +57,13 @@ class ShardStore:
         self.files: list[dict] = manifest["files"]
 
     @classmethod
-    def of(cls, cache, key: str, describe: dict, table: pa.Table, shard_rows: int = SHARD_ROWS) -> "ShardStore":
-        """The shards of ``table`` (a mixture's rows, cache key ``key``), written unless the cache has them."""
+    def of(cls, cache, key: str, describe: dict, table: pa.Table, shard_rows: int = SHARD_ROWS,
+           order: np.ndarray | None = None) -> "ShardStore":
+        """The shards of ``table`` (a mixture's rows, or its rows at ``order``; cache key ``key``),
+        written unless the cache has them."""
         if not cache.has("shards", key):
             with cache.write("shards", key, describe) as tmp:
-                write(table, tmp, shard_rows)
+                write(table, tmp, shard_rows, order)
         return cls(cache.path("shards", key))
 
     @classmethod
@@ -165,14 +167,16 @@ def check_visible(paths: list[str | Path], always: bool = False) -> None:
                               "--out); or set engine.shards=false to ship the rows from the driver")
 
 
-def write(table: pa.Table, folder: Path, shard_rows: int = SHARD_ROWS) -> None:
-    """``table`` as shard files in ``folder`` (a cache entry's temp folder) and their manifest."""
+def write(table: pa.Table, folder: Path, shard_rows: int = SHARD_ROWS, order: np.ndarray | None = None) -> None:
+    """``table`` (or its rows at ``order``, taken a shard at a time: never a whole reordered copy) as
+    shard files in ``folder`` (a cache entry's temp folder) and their manifest."""
+    from curation.columns import take_rows
     from curation.ledger import write_parquet
 
-    n = table.num_rows
+    n = table.num_rows if order is None else len(order)
     files = []
     for k, start in enumerate(range(0, max(n, 1), shard_rows)):
-        part = table.slice(start, shard_rows)
+        part = table.slice(start, shard_rows) if order is None else take_rows(table, order[start:start + shard_rows])
         part = part.append_column(ROW, pa.array(np.arange(start, start + part.num_rows, dtype=np.int64)))
         name = f"part-{k:05d}.parquet"
         write_parquet(part, folder / name)

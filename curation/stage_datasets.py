@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import datasets
-import pyarrow.parquet as pq
 
 from curation import ledger as ledger_mod
 from curation import run_commit

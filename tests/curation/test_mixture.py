@@ -37,6 +37,28 @@ def test_seeded():
     assert mix("m", {"a": 0.3}, sources, seed=1).rows["id"] != mix("m", {"a": 0.3}, sources, seed=2).rows["id"]
 
 
+def test_unshuffled_draws_with_their_order_are_the_mixed_rows_and_shards_take_them_in_order(tmp_path):
+    """``shuffled=False`` (the Ray engine's draw) leaves the draws and gives the shuffle as ``order``; the
+    shards written from them a shard at a time hold the mixed rows, in order."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from curation import ray_shards
+    from curation.columns import take_rows
+
+    sources = {"a": _ds("a", 100), "b": _ds("b", 10), "c": _ds("c", 50)}
+    want = mix("m", {"a": 0.5, "b": 2.5, "c": 20}, sources, seed=3)
+    got = mix("m", {"a": 0.5, "b": 2.5, "c": 20}, sources, seed=3, shuffled=False)
+    assert want.order is None and got.order is not None
+    assert take_rows(got.arrow, got.order).equals(want.arrow)
+    assert np.array_equal(got.row_tokens, want.row_tokens)
+    ray_shards.write(got.arrow, tmp_path, shard_rows=7, order=got.order)
+    store = ray_shards.ShardStore(tmp_path)
+    assert len(store.files) == 14 and store.take(None).equals(want.arrow)
+    assert store.narrow().equals(want.arrow.select(["id", "source", "kind", "skill"]))
+    assert pq.read_table(store.paths()[1]).column("_row").to_pylist() == list(range(7, 14))
+
+
 def test_count_larger_than_source_is_error():
     with pytest.raises(MixtureError, match="asks for 20 rows of source 'a', which has 10.*upsample"):
         mix("m", {"a": 20}, {"a": _ds("a", 10)}, seed=0)

@@ -366,7 +366,8 @@ def test_workers_read_shards_and_write_the_stage_dataset_in_order(tmp_path, ray_
     reordered the rows) are those of the same selection held as a table."""
     import numpy as np
 
-    from curation.ray_engine import RayEngine, StepInput
+    from curation.ray_engine import RayEngine
+    from curation.ray_input import StepInput
     from curation.ray_shards import NARROW, ShardStore
     from curation.rows import rows_to_table
     from curation.selection import Selection

@@ -63,3 +63,33 @@ def write_dataset(engine, out: Path, mix_name: str, rows: Selection, stamp: dict
     with atomic_folder(folder) as tmp:
         names = engine.write_stage(rows, tmp, meta)
     return [f"datasets/{mix_name}/{n}" for n in names]
+
+
+def fused_decisions(engine, cache, nodes: list, rows: Selection, seed: int) -> dict:
+    """Where the engine decides runs of row-local steps in one pass (Ray with shards:
+    ``curation.ray_chain``) and ``nodes`` (the mixture's next steps) start with two or more such steps
+    not in the cache: their decisions, ``{node key: (decisions, seconds)}`` (the pass's seconds shared
+    out evenly); else ``{}``, and each step runs alone."""
+    if not hasattr(engine, "decide_chain") or rows.store is None:
+        return {}
+    import time
+
+    from curation.ray_chain import fusable
+    from curation.steps import STEPS
+    from curation.steps.base import StepContext
+
+    run = []
+    for node in nodes:
+        if cache.has("step", node.key):
+            break
+        cls = STEPS.get(node.extra["step"])
+        step = cls(cls.Params.model_validate(node.describe["params"]), StepContext(seed=seed))
+        if not fusable(step):
+            break
+        run.append((node, step))
+    if len(run) < 2:
+        return {}
+    started = time.perf_counter()
+    decided = engine.decide_chain([step for _, step in run], rows)
+    seconds = round((time.perf_counter() - started) / len(run), 3)
+    return {node.key: (d, seconds) for (node, _), d in zip(run, decided)}

@@ -273,3 +273,11 @@ def cached_rows(entry, copies_file: str, source_table, seed: int) -> pa.Table:
         return table
 
     return assemble({d["source"]: partial(source, d) for d in drawn}, copies, seed)
+
+
+def copies_detail(copies: np.ndarray) -> pa.Array:
+    """A draw's ledger detail: ``copies=<k>`` for rows drawn more than once, null for the others."""
+    detail = np.full(len(copies), None, dtype=object)
+    many = np.flatnonzero(copies > 1)
+    detail[many] = [f"copies={c}" for c in copies[many].tolist()]
+    return pa.array(detail, pa.string())

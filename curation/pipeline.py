@@ -42,7 +42,7 @@ from curation.composition import composition
 from curation.ledger import write_parquet
 
 LEDGER_INDEX = "ledger/index.json"  # what run.json commits for the ledger folder
-from curation.mixture import cached_rows, ids_digest, mix
+from curation.mixture import cached_rows, copies_detail, ids_digest, mix
 from curation.engine import make_engine
 from curation.rows import dataset_of
 from curation.selection import Selection
@@ -267,7 +267,7 @@ class Curation:
                 parts.append(ledger_mod.records_table(
                     mix_name, "mixture", 0, info["ids"], pa.repeat(pa.scalar(src), len(copies)), copies > 0,
                     reason=pa.array(np.where(copies > 0, None, "not_sampled"), pa.string()),
-                    detail=_copies_detail(copies)))
+                    detail=copies_detail(copies)))
             with self.cache.write("mixture", node.key, node.describe) as tmp:
                 # the draw's copy counts, not the rows: the rows are the sources' (assemble)
                 np.savez(tmp / COPIES_FILE, **{f"s{k}": info["copies"] for k, info in enumerate(result.ledger.values())})
@@ -287,10 +287,13 @@ class Curation:
         rows = engine_rows.selection(self._engine, self.cache, node, rows, {} if tokens is None else {"tokens": tokens},
                                      self._source_files(mix_name), store, order)
         hashes = None  # the rows' ledger_folder.base_hashes, computed at the first step that runs, then carried
-        for step_node in [n for n in self.plan.of_kind("step") if n.extra["mixture"] == mix_name]:
+        step_nodes, fused = [n for n in self.plan.of_kind("step") if n.extra["mixture"] == mix_name], {}
+        for i, step_node in enumerate(step_nodes):
             rows_in = rows.num_rows
             t0 = time.perf_counter()
-            rows, decisions, extras, seconds, hashes = self._run_step(step_node, rows, hashes)
+            # a run of row-local steps decided in one pass where the engine can (Ray: curation.ray_chain)
+            fused = fused or engine_rows.fused_decisions(self._engine, self.cache, step_nodes[i:], rows, self.recipe.seed)
+            rows, decisions, extras, seconds, hashes = self._run_step(step_node, rows, hashes, fused.pop(step_node.key, None))
             tables.append(ledger_mod.part_location(self.cache.path("step", step_node.key)))
             codes = drop_codes(decisions)
             del decisions
@@ -318,9 +321,10 @@ class Curation:
         """A cached mixture's rows, rebuilt from its sources and copy counts (``mixture.cached_rows``)."""
         return cached_rows(entry, COPIES_FILE, self.source_table, self.recipe.seed)
 
-    def _run_step(self, node, rows: Selection, hashes: np.ndarray | None = None):
+    def _run_step(self, node, rows: Selection, hashes: np.ndarray | None = None, fused: tuple | None = None):
         """(kept rows, decision records, extras, seconds its decide took: None when served from the cache,
-        the kept rows' id hashes: ``hashes`` of ``rows`` taken along, or None)."""
+        the kept rows' id hashes: ``hashes`` of ``rows`` taken along, or None). ``fused``: the step's
+        decisions and seconds, already decided with its neighbours (``engine_rows.fused_decisions``)."""
         entry = self.cache.path("step", node.key)
         seconds = None
         if self.cache.has("step", node.key):
@@ -334,21 +338,7 @@ class Curation:
                     task = prog.add_task(desc, total=total)
                     return lambda k=1: prog.advance(task, k)
 
-                ctx = StepContext(seed=self.recipe.seed, workdir=tmp / "work", tokenizer_loader=self.tokenizer_loader,
-                                  model_loader=self.model_loader,
-                                  source_loader=self.source, progress=on_progress, cache_root=self.cache.root,
-                                  engine=self._engine)
-                (tmp / "work").mkdir()
-                step = step_cls(params, ctx)
-                started = time.perf_counter()
-                advance = on_progress(f"{node.extra['step']} (row-local)", rows.num_rows) if step.row_local else None
-                # a row-local step on this machine decides over shards taken one at a time; any other gets the rows whole
-                # (on an engine with a shard store, its workers read the rows: the selection, not a table)
-                table_in = (rows if rows.store is not None else
-                            rows.view() if step.row_local and self._engine.name == "local" else rows.table())
-                decisions = self._engine.decide(step, table_in, on_shard=advance)
-                del table_in
-                seconds = round(time.perf_counter() - started, 3)
+                decisions, seconds = fused or self._decide(node, step_cls, params, rows, tmp, on_progress)
                 if len(decisions.keep) != rows.num_rows:
                     raise StepError(f"step {node.name} returned {len(decisions.keep)} decisions for {rows.num_rows} rows")
                 table = ledger_mod.records_table(node.extra["mixture"], f"{node.extra['index']}:{node.extra['step']}",
@@ -379,12 +369,22 @@ class Curation:
         return (kept, ledger_mod.read_part(entry, ["decision", "reason_code"]), json.loads((entry / "extras.json").read_text()),
                 seconds, hashes_out)
 
-def _copies_detail(copies: np.ndarray) -> pa.Array:
-    """``copies=<k>`` for rows drawn more than once, null for the others."""
-    detail = np.full(len(copies), None, dtype=object)
-    many = np.flatnonzero(copies > 1)
-    detail[many] = [f"copies={c}" for c in copies[many].tolist()]
-    return pa.array(detail, pa.string())
+    def _decide(self, node, step_cls, params, rows: Selection, tmp: Path, on_progress) -> tuple:
+        """The step's decisions over ``rows`` on the run's engine, and the seconds they took."""
+        ctx = StepContext(seed=self.recipe.seed, workdir=tmp / "work", tokenizer_loader=self.tokenizer_loader,
+                          model_loader=self.model_loader, source_loader=self.source, progress=on_progress,
+                          cache_root=self.cache.root, engine=self._engine)
+        (tmp / "work").mkdir()
+        step = step_cls(params, ctx)
+        started = time.perf_counter()
+        advance = on_progress(f"{node.extra['step']} (row-local)", rows.num_rows) if step.row_local else None
+        # a row-local step on this machine decides over shards taken one at a time; any other gets the rows
+        # whole (on an engine with a shard store, its workers read the rows: the selection, not a table)
+        table_in = (rows if rows.store is not None else
+                    rows.view() if step.row_local and self._engine.name == "local" else rows.table())
+        decisions = self._engine.decide(step, table_in, on_shard=advance)
+        del table_in
+        return decisions, round(time.perf_counter() - started, 3)
 
 
 def drop_codes(decisions: pa.Table) -> dict[str, int]:

@@ -136,6 +136,12 @@ class RayEngine:
         self.say(f"{step.name} {why}: it runs on the driver")
         return step.decide(dataset_of(inp.table()))
 
+    def decide_chain(self, steps: list[Step], rows) -> list[Decisions]:
+        """A run of row-local steps over a sharded selection, in one pass (:mod:`curation.ray_chain`)."""
+        from curation.ray_chain import decide_chain
+
+        return decide_chain(self, steps, rows)
+
     def shard_store(self, cache, key: str, describe: dict, table: pa.Table | None = None, order: np.ndarray | None = None):
         """A mixture's rows (``table``, or its rows at ``order``) as shards the workers read
         (``curation.ray_shards``), written once per key (``table`` None: only if the cache has them, else None)."""

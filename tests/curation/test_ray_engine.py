@@ -164,8 +164,10 @@ def test_ray_and_local_give_identical_datasets_and_ledgers(tmp_path, cli, ray_cl
     assert "random_subset has no distributed form: it runs on the driver" in on_ray.output
     assert "exact_dedup: hash-partitioned" in on_ray.output
     assert "decontaminate: 1 benchmark index(es) broadcast" in on_ray.output
-    # the workers read the mixture's shards from the cache and wrote the stage dataset's parts
+    # the workers read the mixture's shards from the cache and wrote the stage dataset's parts; the three
+    # row-local steps in a row ran as one pass over the shards (curation.ray_chain)
     assert "stage dataset written by the workers" in on_ray.output
+    assert "length, repetition, garbage: one pass over the shards" in on_ray.output
     assert (tmp_path / "ray" / "datasets" / "mix").is_dir() and not (tmp_path / "ray" / "datasets" / "mix.parquet").exists()
     assert list((tmp_path / "ray" / "cache" / "shards").glob("*/shards.json"))
     assert _datasets(tmp_path / "local") == _datasets(tmp_path / "ray")
@@ -507,3 +509,41 @@ def test_the_commit_check_names_a_stage_dataset_form_or_part_it_does_not_list(tm
     (run / "datasets" / "sft.parquet").write_bytes(parts[0].read_bytes())
     with pytest.raises(run_commit.RunMismatch, match="beside the committed folder"):
         run_commit.check(run)
+
+
+def test_a_chain_of_row_local_steps_in_one_pass_gives_each_step_its_own_decisions(tmp_path, ray_cluster):
+    """Each step of a fused run gets the decisions of its own input (the rows the previous kept), as if
+    run alone, with the first shard empty of the selection and a step that drops most rows."""
+    import numpy as np
+
+    from curation.ray_engine import RayEngine
+    from curation.ray_shards import NARROW, ShardStore
+    from curation.rows import rows_to_table
+    from curation.selection import Selection
+    from curation.steps.base import StepContext
+    from curation.steps.garbage import Garbage
+    from curation.steps.length import Length
+    from curation.steps.repetition import Repetition
+    from recipe.cache import Cache
+
+    rng = random.Random(4)
+    texts = [fp._text(rng, rng.randint(1, 30)) + (" \ufffd" if i % 17 == 0 else "") for i in range(1500)]
+    texts = [t if i % 11 else "\n".join([t] * 4) for i, t in enumerate(texts)]
+    table = rows_to_table([{"id": f"r{i}", "source": "s", "kind": "text", "text": t, "metadata": "{}"} for i, t in enumerate(texts)])
+    store = ShardStore.of(Cache(tmp_path / "cache"), "k", {}, table, shard_rows=200)
+    sel = Selection(table.select([c for c in NARROW if c in table.column_names]), np.arange(200, 1500), store=store)
+    steps = [Length(Length.Params(unit="words", min=8), StepContext(seed=0)),
+             Repetition(Repetition.Params(field="all"), StepContext(seed=0)),
+             Garbage(Garbage.Params(), StepContext(seed=0)),
+             Length(Length.Params(unit="words", max=25), StepContext(seed=0))]
+    engine = RayEngine()
+    got = engine.decide_chain(steps, sel)
+    rows = table.slice(200)
+    assert len(got) == 4
+    for step, d in zip(steps, got):
+        want = step.decide_batch(rows)
+        want.extras = step.summarise(want)
+        assert np.array_equal(d.keep, want.keep) and d.reason == want.reason and d.extras == want.extras
+        assert (d.score is None) == (want.score is None) and (d.score is None or np.array_equal(d.score, want.score))
+        assert 0 < want.keep.sum() < len(want.keep)
+        rows = rows.filter(pa.array(want.keep))

@@ -14,7 +14,9 @@ the whole process (Ray's start included), the driver's peak RSS (GNU time), the 
 worker's peak RSS (``ps`` sampled every 0.2 s) and the machine's memory in use at its peak over the
 start (``/proc/meminfo``, same sampling: driver, workers and object store together).
 ``ray_2_cpus_driver_ships`` is ``engine.shards=false``: the driver ships each step's rows through the
-object store instead of the workers reading the mixture's shards.
+object store, one Ray job per step (as before stop 25), instead of the workers reading the mixture's
+shards with the row-local steps fused into one pass (``curation/ray_chain.py``; a fused step's
+``decide_seconds`` is the pass's time shared out evenly).
 
     python benchmarks/ray_engine.py --rows 100000 1000000
 

@@ -83,6 +83,8 @@ class RayEngine:
         import ray
 
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-job progress lines, not ours
+        # and its note that progress bars are off (we turn them off: the console shows ours)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
         self.console = console
         self.shards = shards  # the pipeline writes each mixture's shards for the workers (shard_store)
         self._own = False

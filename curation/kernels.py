@@ -23,7 +23,9 @@ the cached machine code, :data:`START_SECONDS` once per process (0.47 s here, th
 line of ``benchmarks/minhash_vs_rensa.md``) and about 100 MB of resident memory (LLVM). Each caller
 passes :func:`use` what the numpy reference would take on its input, from the reference's rate
 measured here (stated where it calls); below the start's cost the reference runs and numba is never
-imported (a 100k-row curation of ``benchmarks/curate_scale.py`` does not start it).
+imported (a 100k-row curation of ``benchmarks/curate_scale.py`` does not start it). A Ray worker
+is told how many shards of a step it can expect (:func:`expect`), since it keeps its process, and
+with it the started kernels, from shard to shard.
 """
 
 from __future__ import annotations
@@ -50,12 +52,24 @@ def _numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+_expected = 1.0  # how many inputs like each one it is given this process expects (expect())
+
+
+def expect(inputs: float) -> None:
+    """Tell :func:`use` that this process will see about ``inputs`` inputs like each one it is given
+    (a Ray worker with several shards of a step to go): the start is weighed against all of them,
+    not one shard's worth of work."""
+    global _expected
+    _expected = max(1.0, float(inputs))
+
+
 def use(numpy_seconds: float) -> bool:
     """Whether an input goes to the kernels (starting them if it does): ``numpy_seconds`` is what the
-    numpy reference would take on it."""
+    numpy reference would take on it (times the inputs :func:`expect` announced)."""
     if not enabled():
         return False
-    if os.environ.get(ENV, "") == "numba" or compiled.cache_info().currsize or numpy_seconds >= START_SECONDS:
+    if (os.environ.get(ENV, "") == "numba" or compiled.cache_info().currsize
+            or numpy_seconds * _expected >= START_SECONDS):
         compiled()
         return True
     return False

@@ -48,8 +48,10 @@ def decide_chain(engine, steps: list[Step], rows) -> list[Decisions]:
     from curation.ray_engine import _decisions_of
     from curation.row_local import merge
 
+    expect = engine.per_worker(len(rows.store.files))
     out = rows.store.dataset(rows.indices).map_batches(
-        _decide_chain_shard, fn_kwargs={"specs": [spec_of(s) for s in steps]}, batch_format="pyarrow", batch_size=None)
+        _decide_chain_shard, fn_kwargs={"specs": [{**spec_of(s), "expect": expect} for s in steps]},
+        batch_format="pyarrow", batch_size=None)
     table = pa.concat_tables(list(out.iter_batches(batch_format="pyarrow", batch_size=None)))
     which = table.column(STEP).to_numpy()
     result, n = [], rows.num_rows

@@ -138,6 +138,10 @@ class RayEngine:
         self.say(f"{step.name} {why}: it runs on the driver")
         return step.decide(dataset_of(inp.table()))
 
+    def per_worker(self, shards: int) -> int:
+        """About how many of a job's ``shards`` one worker process takes (``kernels.expect``)."""
+        return max(1, -(-shards // self.cpus))
+
     def decide_chain(self, steps: list[Step], rows) -> list[Decisions]:
         """A run of row-local steps over a sharded selection, in one pass (:mod:`curation.ray_chain`)."""
         from curation.ray_chain import decide_chain
@@ -171,10 +175,12 @@ class RayEngine:
         n = inp.num_rows
         if not n:
             return step.decide_batch(inp.table())
-        spec = {"where": (type(step).__module__, type(step).__qualname__), "name": step.name,
-                "params": step.params.model_dump(), "seed": step.ctx.seed, "payload": inp.sharded}
         # sharded: each worker cuts its own payload from the shard it read; else the driver's shards carry it
-        ds = inp.dataset() if inp.sharded else ray.data.from_arrow(self.shard_tables(_payload(step, inp.table())))
+        shards = None if inp.sharded else self.shard_tables(_payload(step, inp.table()))
+        spec = {"where": (type(step).__module__, type(step).__qualname__), "name": step.name,
+                "params": step.params.model_dump(), "seed": step.ctx.seed, "payload": inp.sharded,
+                "expect": self.per_worker(len(inp.selection.store.files) if inp.sharded else len(shards))}
+        ds = inp.dataset() if inp.sharded else ray.data.from_arrow(shards)
         refs = type(step).model_refs(step.params)
         if refs:  # one model load per actor, not per shard
             models = {r: str(step.ctx.model(r)) for r in refs}
@@ -271,8 +277,10 @@ def _fault_for_tests() -> None:
 
 
 def _build_step(spec: dict, models: dict[str, str] | None = None) -> Step:
+    from curation import kernels
     from curation.row_local import _step_class
 
+    kernels.expect(spec.get("expect", 1))  # this worker's share of the step's shards
     cls = _step_class(spec["where"], spec["name"])
     ctx = StepContext(seed=spec["seed"], model_loader=(models or {}).get if models else None)
     return cls(cls.Params.model_validate(spec["params"]), ctx)

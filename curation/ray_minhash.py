@@ -84,8 +84,10 @@ def minhash_dedup(engine, step: Step, inp) -> Decisions:
                                                batch_format="pyarrow", batch_size=None)
     m = plan.m
     parts = _parts(engine, m * plan.bands)
+    shards = len(inp.selection.store.files) if sharded and not p.verify else -(-m // 50_000)
     sig = texts.map_batches(
-        _sign, fn_kwargs={"num_perm": p.num_perm, "seed": plan.seed, "ngram": p.ngram, "unit": p.unit},
+        _sign, fn_kwargs={"num_perm": p.num_perm, "seed": plan.seed, "ngram": p.ngram, "unit": p.unit,
+                          "expect": engine.per_worker(shards)},
         batch_format="pyarrow", batch_size=None).materialize()
     active = _column(sig, "active", m).astype(bool)
     if plan.texts is None and p.keep == "longest":
@@ -201,14 +203,16 @@ def _representatives(batch: pa.Table, rep: list) -> pa.Table:
     return pa.table({"_index": pa.array(r[keep]), "text": batch.column("text").filter(pa.array(keep))})
 
 
-def _sign(batch: pa.Table, num_perm: int, seed: int, ngram: int, unit: str) -> pa.Table:
+def _sign(batch: pa.Table, num_perm: int, seed: int, ngram: int, unit: str, expect: int = 1) -> pa.Table:
     import pyarrow.compute as pc
 
+    from curation import kernels
     from curation.minhash import EMPTY
     from curation.ray_engine import _fault_for_tests
     from curation.steps.minhash_dedup import signatures
 
     _fault_for_tests()
+    kernels.expect(expect)  # this worker's share of the shards: the kernels' start weighed against all of it
     if not batch.num_rows:
         sig = np.zeros((0, num_perm), dtype=np.uint32)
     else:

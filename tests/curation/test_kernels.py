@@ -139,3 +139,24 @@ def test_repetition_thresholds_are_fractions():
     for bad in ({"top_ngram_char_frac": {2: -0.1}}, {"dup_ngram_char_frac": {5: 1.5}}):
         with pytest.raises(ValidationError):
             RepetitionParams(**bad)
+
+
+def test_expect_weighs_the_start_against_every_shard_a_worker_will_take(monkeypatch):
+    """A Ray worker told it takes 10 shards starts the kernels for a shard worth a tenth of their start."""
+    from types import SimpleNamespace
+
+    from curation import kernels
+
+    started = []
+    fake = SimpleNamespace(cache_info=lambda: SimpleNamespace(currsize=len(started)))
+    monkeypatch.setattr(kernels, "compiled", lambda: started.append(1) or fake)
+    monkeypatch.setattr(kernels.compiled, "cache_info", fake.cache_info, raising=False)
+    monkeypatch.setattr(kernels, "_numba_available", lambda: True)
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    monkeypatch.setattr(kernels, "_expected", 1.0)
+    shard = kernels.START_SECONDS / 10 * 1.5
+    assert not kernels.use(shard) and not started
+    kernels.expect(10)
+    assert kernels.use(shard) and started
+    kernels.expect(0)  # never below one input
+    assert kernels._expected == 1.0

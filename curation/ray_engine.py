@@ -48,9 +48,8 @@ import numpy as np
 import pyarrow as pa
 
 from curation.engine import EngineError
+from curation.ray_shards import SHARD_ROWS  # rows per shard (a block): a few per CPU at 1M rows
 from curation.steps.base import Decisions, Step, StepContext
-
-SHARD_ROWS = 50_000  # rows per map_batches shard (a block): a few per CPU at 1M rows
 CONNECT_TIMEOUT_S = 5.0
 # Ray Data's group-by shuffle. The default hash shuffle (SHUFFLE_V2) starts aggregator actors for
 # every group-by: 5.8 s for the first and 2.0 s for later ones on 16k rows here, against 0.29 and

@@ -74,7 +74,8 @@ def minhash_dedup(engine, step: Step, inp) -> Decisions:
             engine.say("minhash_dedup verify: signatures as Ray tasks; pairs and components on the driver (they need the texts)")
             return step.decide(rows)
         plan = step.plan(rows)
-        texts = ray.data.from_arrow(engine.shard_tables(pa.table({"text": pa.array(plan.texts, pa.large_string())})))
+        blocks = engine.shard_tables(pa.table({"text": pa.array(plan.texts, pa.large_string())}))
+        texts, shards = ray.data.from_arrow(blocks), len(blocks)
     else:
         plan = step.plan_of_ids(inp.column("id"))
         rows = _ShardRows(inp)
@@ -82,9 +83,9 @@ def minhash_dedup(engine, step: Step, inp) -> Decisions:
         rep[plan.rep_rows] = np.arange(plan.m)
         texts = inp.texts(p.field).map_batches(_representatives, fn_kwargs={"rep": [ray.put(rep)]},
                                                batch_format="pyarrow", batch_size=None)
+        shards = len(inp.selection.store.files)
     m = plan.m
     parts = _parts(engine, m * plan.bands)
-    shards = len(inp.selection.store.files) if sharded and not p.verify else -(-m // 50_000)
     sig = texts.map_batches(
         _sign, fn_kwargs={"num_perm": p.num_perm, "seed": plan.seed, "ngram": p.ngram, "unit": p.unit,
                           "expect": engine.per_worker(shards)},
